@@ -1,1 +1,39 @@
-"""simulacra.codecs.display."""
+"""Display deltas: dirty 16x16 tiles, tile encodings and the client's tile dictionary.
+
+::
+
+    app framebuffer ─► FrameEncoder (per client) ─► [(index, encoding, data)] ─► Frame
+                         │  diff vs client's copy        ▲
+                         │  dictionary hit ─► REF slot   │ shared TileEncodeCache:
+                         └─ miss ─► insert ─► cache ─────┘ each unique tile encoded once
+    Frame ─► FrameDecoder ─► framebuffer (bit-exact), checksum() == Frame.checksum
+
+Wire layout of every encoding: docs/protocol.md, "Frames and tiles".
+"""
+
+from __future__ import annotations
+
+from .cache import TileEncodeCache
+from .dictionary import DecoderDictionary, EncoderDictionary, SlotLru
+from .encodings import MAX_TILE_DATA, TileEncoding, decode_tile, encode_tile
+from .frames import FrameDecoder, FrameEncoder, Tile
+from .tiles import TILE, TILE_BYTES, TileGrid, framebuffer_checksum, tile_hash
+
+__all__ = [
+    "TILE",
+    "TILE_BYTES",
+    "MAX_TILE_DATA",
+    "Tile",
+    "TileEncoding",
+    "TileGrid",
+    "framebuffer_checksum",
+    "tile_hash",
+    "encode_tile",
+    "decode_tile",
+    "TileEncodeCache",
+    "SlotLru",
+    "EncoderDictionary",
+    "DecoderDictionary",
+    "FrameEncoder",
+    "FrameDecoder",
+]

@@ -1,0 +1,153 @@
+"""Tile encodings: one 16x16 RGB tile <-> (encoding id, data bytes).
+
+::
+
+    768 RAW bytes ─► pixel keys (r<<16|g<<8|b) ─┬─ one colour?  ─► SOLID        r g b
+                                                ├─ <= 255?      ─► PALETTE_RLE  n, palette, runs
+                                                ├─ always       ─► ZLIB         zlib(RAW)
+                                                └─ always       ─► RAW          768 bytes
+                                                   smallest wins (ties: the order above)
+
+    PALETTE_RLE data:  n | n x (r g b) | (run-1, index) x runs      runs cover 256 pixels
+                       palette in order of first appearance, row-major
+
+REF (a 2-byte big-endian dictionary slot) is chosen by the frame encoder, not
+here. Decoding validates everything and never inflates past one tile.
+"""
+
+from __future__ import annotations
+
+import zlib
+from enum import IntEnum
+
+import numpy as np
+
+from simulacra.errors import CodecError, PayloadTooBig
+
+from .tiles import TILE_BYTES
+
+__all__ = [
+    "TileEncoding",
+    "MAX_TILE_DATA",
+    "ZLIB_LEVEL",
+    "encode_tile",
+    "decode_tile",
+]
+
+ZLIB_LEVEL = 6
+# Largest data any encoder of ours emits is PALETTE_RLE with 255 colours and 256
+# runs (1 + 765 + 512 = 1278); zlib of incompressible RAW is ~780. Refuse more.
+MAX_TILE_DATA = 2048
+_PIXELS = TILE_BYTES // 3
+
+
+class TileEncoding(IntEnum):
+    SOLID = 0
+    RAW = 1
+    ZLIB = 2
+    PALETTE_RLE = 3
+    REF = 4
+
+
+_SOLID = int(TileEncoding.SOLID)
+_RAW = int(TileEncoding.RAW)
+_ZLIB = int(TileEncoding.ZLIB)
+_PALETTE_RLE = int(TileEncoding.PALETTE_RLE)
+
+
+def _keys(pixels: np.ndarray) -> np.ndarray:
+    p = pixels.astype(np.uint32)
+    return (p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2]
+
+
+def _palette_rle(pixels: np.ndarray, keys: np.ndarray) -> bytes | None:
+    starts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    starts = np.concatenate(([0], starts))
+    run_keys = keys[starts]
+    _, first, inverse = np.unique(run_keys, return_index=True, return_inverse=True)
+    n = len(first)
+    if n > 255:
+        return None
+    # Rank each distinct colour by its first run, so the palette reads in picture order.
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(n, dtype=np.uint8)
+    rank[order] = np.arange(n, dtype=np.uint8)
+    runs = np.empty((len(starts), 2), dtype=np.uint8)
+    runs[:, 0] = np.diff(np.append(starts, _PIXELS)) - 1
+    runs[:, 1] = rank[inverse]
+    palette = pixels[starts[first[order]]]
+    return bytes((n,)) + palette.tobytes() + runs.tobytes()
+
+
+def encode_tile(tile: bytes) -> tuple[int, bytes]:
+    """Smallest encoding of one tile's 768 RAW bytes: ``(encoding id, data)``."""
+    if len(tile) != TILE_BYTES:
+        raise CodecError(f"a tile is {TILE_BYTES} bytes, got {len(tile)}")
+    pixels = np.frombuffer(tile, dtype=np.uint8).reshape(_PIXELS, 3)
+    keys = _keys(pixels)
+    if (keys == keys[0]).all():
+        return _SOLID, bytes(tile[:3])
+    best_id, best = _RAW, bytes(tile)
+    palette = _palette_rle(pixels, keys)
+    if palette is not None and len(palette) < len(best):
+        best_id, best = _PALETTE_RLE, palette
+    deflated = zlib.compress(tile, ZLIB_LEVEL)
+    if len(deflated) < len(best):
+        best_id, best = _ZLIB, deflated
+    return best_id, best
+
+
+def _decode_palette_rle(data: bytes) -> np.ndarray:
+    raw = np.frombuffer(data, dtype=np.uint8)
+    n = int(raw[0]) if len(raw) else 0
+    if n == 0:
+        raise CodecError("PALETTE_RLE: palette size must be 1..255")
+    body = raw[1 + 3 * n :]
+    if len(raw) < 1 + 3 * n or len(body) == 0 or len(body) % 2:
+        raise CodecError(f"PALETTE_RLE: {len(data)} bytes do not hold {n} colours and runs")
+    runs = body.reshape(-1, 2)
+    lengths = runs[:, 0].astype(np.int64) + 1
+    if int(lengths.sum()) != _PIXELS:
+        raise CodecError(f"PALETTE_RLE: runs cover {int(lengths.sum())} pixels, not {_PIXELS}")
+    indices = runs[:, 1]
+    if int(indices.max()) >= n:
+        raise CodecError(f"PALETTE_RLE: palette index {int(indices.max())} >= {n}")
+    palette = raw[1 : 1 + 3 * n].reshape(n, 3)
+    return palette[np.repeat(indices, lengths)].reshape(TILE_BYTES)
+
+
+def _decode_zlib(data: bytes) -> np.ndarray:
+    inflater = zlib.decompressobj()
+    try:
+        # max_length bounds the output, so a zip bomb stops one byte past a tile.
+        out = inflater.decompress(data, TILE_BYTES + 1)
+    except zlib.error as exc:
+        raise CodecError(f"ZLIB: {exc}") from None
+    if len(out) > TILE_BYTES:
+        raise PayloadTooBig(f"ZLIB: inflates past {TILE_BYTES} bytes")
+    if len(out) != TILE_BYTES or not inflater.eof or inflater.unused_data:
+        raise CodecError(f"ZLIB: not one complete stream of {TILE_BYTES} bytes")
+    return np.frombuffer(out, dtype=np.uint8)
+
+
+def decode_tile(encoding: int, data: bytes) -> np.ndarray:
+    """The 768 RAW bytes (uint8 array) of a non-REF tile; CodecError if malformed."""
+    if not isinstance(encoding, int) or isinstance(encoding, bool):
+        raise CodecError(f"tile encoding must be an int, got {type(encoding).__name__}")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise CodecError(f"tile data must be bytes, got {type(data).__name__}")
+    if len(data) > MAX_TILE_DATA:
+        raise PayloadTooBig(f"tile data of {len(data)} bytes is past {MAX_TILE_DATA}")
+    if encoding == _SOLID:
+        if len(data) != 3:
+            raise CodecError(f"SOLID: 3 bytes expected, got {len(data)}")
+        return np.tile(np.frombuffer(data, dtype=np.uint8), _PIXELS)
+    if encoding == _RAW:
+        if len(data) != TILE_BYTES:
+            raise CodecError(f"RAW: {TILE_BYTES} bytes expected, got {len(data)}")
+        return np.frombuffer(data, dtype=np.uint8)
+    if encoding == _ZLIB:
+        return _decode_zlib(bytes(data))
+    if encoding == _PALETTE_RLE:
+        return _decode_palette_rle(bytes(data))
+    raise CodecError(f"unknown tile encoding {encoding!r}")
