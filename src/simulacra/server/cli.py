@@ -1,0 +1,110 @@
+"""``simulacra serve`` and ``simulacra users``.
+
+::
+
+    simulacra serve [--host H] [--port P] [--data DIR] [--app NAME]
+        ─► Server ─► "simulacra serving 2048 at http://H:P/?token=T" (once /healthz is ready)
+    simulacra users add NAME [--role control|view] [--data DIR]   ─► token, last line
+    simulacra users ls [--data DIR] [--json]
+
+Every flag also reads ``SIMULACRA_<FLAG>`` (``SIMULACRA_PORT=0`` picks a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+
+from simulacra.config import add_option
+from simulacra.server.auth import ROLES
+from simulacra.server.config import ServerConfig
+from simulacra.server.server import Server
+from simulacra.server.store import Store
+
+__all__ = ["register"]
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
+    return port
+
+
+def _add_data(parser: argparse.ArgumentParser) -> None:
+    add_option(parser, "--data", default="data", type=Path, help="data directory")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = subparsers.add_parser("serve", help="serve apps to browsers and headless clients")
+    add_option(serve, "--host", default="127.0.0.1", help="interface to listen on")
+    add_option(serve, "--port", default=8080, type=_port, help="TCP port; 0 picks a free one")
+    _add_data(serve)
+    add_option(serve, "--app", default="2048", help="app a client gets when it names none")
+    serve.set_defaults(handler=_serve)
+
+    users = subparsers.add_parser("users", help="manage users and their tokens")
+    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    add = users_sub.add_parser("add", help="create a user; prints its token as the last line")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="control")
+    _add_data(add)
+    add.set_defaults(handler=_users_add)
+    ls = users_sub.add_parser("ls", help="list users")
+    _add_data(ls)
+    ls.add_argument("--json", action="store_true", help="print a JSON array")
+    ls.set_defaults(handler=_users_ls)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = ServerConfig(host=args.host, port=args.port, data_dir=args.data, app=args.app)
+    return asyncio.run(_run_server(config))
+
+
+async def _run_server(config: ServerConfig) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        stop.set()
+        # A second Ctrl-C while shutting down interrupts for real.
+        loop.remove_signal_handler(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal, sig)
+    async with Server(config) as server:
+        print(
+            f"simulacra serving {config.app} at {server.url}/?token={server.admin_token}",
+            flush=True,
+        )
+        await stop.wait()
+        print("simulacra: shutting down", file=sys.stderr, flush=True)
+    return 0
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    with Store(args.data) as store:
+        token = store.add_user(args.name, args.role)
+    print(f"user {args.name} ({args.role}) created; token:", file=sys.stderr)
+    print(token, flush=True)
+    return 0
+
+
+def _users_ls(args: argparse.Namespace) -> int:
+    with Store(args.data) as store:
+        users = store.users()
+    if args.json:
+        print(json.dumps([{"name": u.name, "role": u.role, "created": u.created} for u in users]))
+    else:
+        for u in users:
+            print(f"{u.name}\t{u.role}")
+    return 0

@@ -1,0 +1,43 @@
+"""Settings of one server process.
+
+Every knob has a default that works on one machine with nothing else running;
+the CLI maps flags and ``SIMULACRA_*`` variables onto these fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulacra.errors import ConfigError
+
+__all__ = ["ServerConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """What to serve, where, and the limits that keep one bad client cheap."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0 picks a free port; Server.url then shows the real one
+    data_dir: Path = Path("data")
+    app: str = "2048"  # the app a Hello with app="" gets
+    hello_timeout: float = 10.0  # seconds a connection may stay silent before Hello
+    frame_window: int = 4  # unacknowledged frames in flight per viewer
+    max_send_buffer: int = 4 * 1024 * 1024  # transport bytes queued before frames are skipped
+    max_pending_messages: int = 1024  # queued, unprocessed messages per connection
+    max_sessions: int = 256  # app sessions kept in memory, idle ones are evicted first
+    dictionary_slots: int = 4096  # tile dictionary size offered in Welcome
+    tile_cache_entries: int = 65536  # shared TileEncodeCache bound
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0..65535, got {self.port}")
+        if not self.host:
+            raise ConfigError("host must not be empty")
+        if self.hello_timeout <= 0:
+            raise ConfigError(f"hello_timeout must be positive, got {self.hello_timeout}")
+        if self.frame_window < 1:
+            raise ConfigError(f"frame_window must be >= 1, got {self.frame_window}")
+        if not isinstance(self.data_dir, Path):
+            object.__setattr__(self, "data_dir", Path(self.data_dir))

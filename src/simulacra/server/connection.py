@@ -1,0 +1,237 @@
+"""One protocol connection on any carrier: bytes in, session calls out.
+
+::
+
+    carrier (ws binary frame | data channel message)
+        │ feed(bytes)
+        ▼
+    ServerConnection (sans-I/O) ─► Hello  ─► SessionManager.get ─► Welcome, join as viewer
+                                   Input  ─► session.submit_input   (view role: Error 403)
+                                   Ack    ─► session.ack
+                                   Resync ─► session.resync
+                                   Bye    ─► close
+    bad bytes / out of state ─► Error (conn.fail) ─► close this connection only
+
+The carrier adapter (``signaling.py``, ``peers.py``) implements ``Transport``:
+a non-blocking ``write``, the bytes it still buffers, and ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from simulacra.errors import NotFound, SimulacraError
+from simulacra.protocol.messages import (
+    TILE_SIZE,
+    Ack,
+    Bye,
+    Error,
+    ErrorCode,
+    Hello,
+    Input,
+    Message,
+    Resync,
+    Welcome,
+)
+from simulacra.protocol.session import ServerConnection, error_code_for
+from simulacra.protocol.wire import encode_message
+from simulacra.server.sessions import AppSession, SessionManager, Viewer
+from simulacra.server.store import User
+
+__all__ = ["Transport", "LinkContext", "Link", "close_code", "CLOSE_REASONS"]
+
+log = logging.getLogger("simulacra.server.connection")
+
+CLOSE_REASONS = {
+    400: "malformed message",
+    401: "invalid token",
+    403: "forbidden",
+    404: "not found",
+    408: "hello timeout",
+    409: "out-of-state message",
+    413: "payload too big",
+    426: "unsupported version",
+    500: "server error",
+}
+
+
+class Transport(Protocol):
+    """A carrier of whole protocol messages."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def buffered(self) -> int: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LinkContext:
+    """What every link of one server shares."""
+
+    sessions: SessionManager
+    default_app: str
+    apps: tuple[str, ...]
+    hello_timeout: float
+    max_send_buffer: int
+    dictionary_slots: int
+    on_closed: Callable[[Link], None]
+
+
+def close_code(code: int) -> tuple[int, str]:
+    """WebSocket close code and reason for a protocol error code: 400 -> 4400."""
+    return 4000 + code, f"{code} {CLOSE_REASONS.get(code, 'error')}"
+
+
+class Link:
+    """A protocol connection of one authenticated user; a ``FrameSink`` for its session."""
+
+    def __init__(self, ctx: LinkContext, user: User, transport: Transport, carrier: str) -> None:
+        self.ctx = ctx
+        self.user = user
+        self.carrier = carrier  # "ws" | "webrtc"
+        self.transport = transport
+        self.conn = ServerConnection()
+        self.session: AppSession | None = None
+        self.viewer: Viewer | None = None
+        self.closed = asyncio.Event()
+        self._hello_timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._hello_timer = asyncio.get_running_loop().call_later(
+            self.ctx.hello_timeout, self._hello_timeout
+        )
+
+    # -- FrameSink -----------------------------------------------------------
+
+    def congested(self) -> bool:
+        return self.transport.buffered() > self.ctx.max_send_buffer
+
+    def send_message(self, msg: Message) -> None:
+        if self.closed.is_set():
+            return
+        try:
+            data = self.conn.send(msg)
+        except SimulacraError as exc:
+            self.fail(exc)
+            return
+        self.transport.write(data)
+
+    def abort(self, code: int, message: str) -> None:
+        if self.closed.is_set():
+            return
+        self.transport.write(encode_message(Error(code=ErrorCode(code), message=message[:1024])))
+        self.close(*close_code(code))
+
+    # -- input from the carrier ----------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Handle one carrier message; a bad one closes this link only."""
+        if self.closed.is_set():
+            return
+        try:
+            for msg in self.conn.receive_data(data):
+                self._handle(msg)
+                if self.closed.is_set():
+                    return
+        except SimulacraError as exc:
+            self.fail(exc)
+        except Exception as exc:  # a bug here must not take other links down
+            log.exception("link of %s failed", self.user.name)
+            self.fail(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        """Send the Error that reports ``exc``, then close."""
+        if self.closed.is_set():
+            return
+        code = error_code_for(exc)
+        try:
+            if isinstance(exc, SimulacraError):
+                data = self.conn.fail(exc)
+            else:
+                data = encode_message(Error(code=code, message="server error"))
+        except SimulacraError:
+            data = encode_message(Error(code=code, message=str(exc)[:1024] or "error"))
+        self.transport.write(data)
+        self.close(*close_code(code))
+
+    def _handle(self, msg: Message) -> None:
+        if isinstance(msg, Hello):
+            self._hello(msg)
+        elif isinstance(msg, Input):
+            assert self.session is not None and self.viewer is not None
+            if self.user.role != "control":
+                # Not fatal: the viewer keeps watching, it just may not steer. A flood
+                # of refused inputs gets no more replies than the transport can hold.
+                if not self.congested():
+                    err = Error(
+                        code=ErrorCode.FORBIDDEN, message="view-only user cannot send input"
+                    )
+                    self.transport.write(encode_message(err))
+                return
+            self.session.submit_input(self.viewer, msg)
+        elif isinstance(msg, Ack):
+            assert self.session is not None and self.viewer is not None
+            self.session.ack(self.viewer, msg.seq)
+        elif isinstance(msg, Resync):
+            assert self.session is not None and self.viewer is not None
+            self.session.resync(self.viewer)
+        elif isinstance(msg, Bye):
+            self.close(1000, "bye")
+        elif isinstance(msg, Error):
+            log.info("client %s sent error %s: %s", self.user.name, msg.code, msg.message)
+            self.close(1000, "client error")
+
+    def _hello(self, hello: Hello) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
+        app = hello.app or self.ctx.default_app
+        if app not in self.ctx.apps:
+            raise NotFound(f"unknown app {app!r}; known apps: {', '.join(self.ctx.apps)}")
+        session = self.ctx.sessions.get(self.user.name, app, hello.session)
+        welcome = Welcome(
+            session=session.name,
+            user=self.user.name,
+            role=self.user.role,
+            app=app,
+            width=session.width,
+            height=session.height,
+            tile_size=TILE_SIZE,
+            dictionary_slots=self.ctx.dictionary_slots,
+            apps=self.ctx.apps,
+        )
+        self.transport.write(self.conn.send(welcome))
+        self.session = session
+        self.viewer = session.join(self, self.user.name, self.user.role)
+
+    def _hello_timeout(self) -> None:
+        self._hello_timer = None
+        if self.closed.is_set() or self.session is not None:
+            return
+        err = Error(code=ErrorCode.MALFORMED, message="no Hello within the hello timeout")
+        self.transport.write(encode_message(err))
+        self.close(4408, "4408 hello timeout")
+
+    # -- teardown ------------------------------------------------------------
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Leave the session and close the carrier (idempotent)."""
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+            self._hello_timer = None
+        if self.session is not None and self.viewer is not None:
+            self.session.leave(self.viewer)
+        self.transport.close(code, reason)
+        self.ctx.on_closed(self)
+
+    def transport_lost(self) -> None:
+        """The carrier went away on its own; nothing more can be written."""
+        self.close(1006, "transport lost")

@@ -1,0 +1,161 @@
+"""WebRTC peers (aiortc): one RTCPeerConnection per signaling socket in webrtc mode.
+
+::
+
+    signaling  {"type":"offer","sdp"} ─► PeerSession.answer ─► setRemote, createAnswer,
+                                                              setLocal (all candidates gathered)
+               ◄── {"type":"answer","sdp"}
+    client's data channel "sim" opens ─► Link(DataChannelTransport) ─► protocol runs on it
+    channel close | ICE/DTLS failed | signaling socket closed | link closed
+        ─► PeerSession.close: link left, channel closed (queued bytes first), pc.close(),
+           signaling socket closed, peer unregistered
+
+Every way out goes through ``close``, so ``Server.peer_count`` returns to 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+
+from simulacra.errors import ProtocolError
+from simulacra.server.connection import Link, LinkContext
+from simulacra.server.store import User
+
+__all__ = ["DATA_CHANNEL_LABEL", "MAX_SDP_CHARS", "DataChannelTransport", "PeerSession"]
+
+log = logging.getLogger("simulacra.server.peers")
+
+DATA_CHANNEL_LABEL = "sim"
+MAX_SDP_CHARS = 64 * 1024
+_DRAIN_S = 1.0  # how long a closing channel may take to deliver its last bytes (an Error)
+
+
+class DataChannelTransport:
+    """``Transport`` over an RTCDataChannel: one message per protocol message."""
+
+    def __init__(self, channel: RTCDataChannel, peer: PeerSession) -> None:
+        self.channel = channel
+        self.peer = peer
+
+    def write(self, data: bytes) -> None:
+        if self.channel.readyState != "open":
+            return
+        try:
+            self.channel.send(data)
+        except ValueError as exc:
+            # The remote's max-message-size is smaller than this message.
+            log.warning("data channel refused %d bytes: %s", len(data), exc)
+            self.peer.close(4413, "413 message exceeds the data channel's max-message-size")
+
+    def buffered(self) -> int:
+        return int(self.channel.bufferedAmount)
+
+    def close(self, code: int, reason: str) -> None:
+        self.peer.close(code, reason)
+
+
+class PeerSession:
+    """The server's side of one WebRTC client: peer connection, data channel, link."""
+
+    def __init__(
+        self,
+        ctx: LinkContext,
+        user: User,
+        *,
+        on_link: Callable[[Link], None],
+        on_closed: Callable[[PeerSession, int, str], None],
+    ) -> None:
+        self.ctx = ctx
+        self.user = user
+        self.pc: RTCPeerConnection | None = None
+        self.channel: RTCDataChannel | None = None
+        self.link: Link | None = None
+        self._on_link = on_link
+        self._on_closed = on_closed
+        self._closing: asyncio.Task[None] | None = None
+        self._channel_closed = asyncio.Event()
+        self._timer = asyncio.get_running_loop().call_later(ctx.hello_timeout, self._hello_timeout)
+
+    @property
+    def is_closing(self) -> bool:
+        return self._closing is not None
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Answer an SDP offer; the answer carries every local candidate."""
+        if self.pc is not None:
+            raise ProtocolError("this signaling socket already has a peer connection")
+        if len(offer_sdp) > MAX_SDP_CHARS:
+            raise ProtocolError(f"SDP offer longer than {MAX_SDP_CHARS} characters")
+        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_state)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except Exception as exc:  # aiortc reports a bad offer with assorted exception types
+            raise ProtocolError(f"bad SDP offer: {exc}") from exc
+        return pc.localDescription.sdp
+
+    def _on_state(self) -> None:
+        assert self.pc is not None
+        if self.pc.connectionState in ("failed", "closed"):
+            self.close(1011, f"peer connection {self.pc.connectionState}")
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != DATA_CHANNEL_LABEL or self.link is not None or self.is_closing:
+            channel.close()
+            return
+        self.channel = channel
+        link = self.link = Link(self.ctx, self.user, DataChannelTransport(channel, self), "webrtc")
+        self._on_link(link)
+        link.start()
+
+        def on_message(message: bytes | str) -> None:
+            if isinstance(message, str):
+                link.fail(ProtocolError("text message on the data channel; protocol is binary"))
+            else:
+                link.feed(message)
+
+        def on_close() -> None:
+            self._channel_closed.set()
+            self.close(1000, "data channel closed")
+
+        channel.on("message", on_message)
+        channel.on("close", on_close)
+
+    def _hello_timeout(self) -> None:
+        if self.link is None or self.link.session is None:
+            self.close(4408, "4408 hello timeout")
+
+    def close(self, code: int = 1000, reason: str = "") -> asyncio.Task[None]:
+        """Tear everything down once; every caller gets the same task."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(
+                self._shutdown(code, reason), name="peer shutdown"
+            )
+        return self._closing
+
+    async def _shutdown(self, code: int, reason: str) -> None:
+        self._timer.cancel()
+        try:
+            if self.link is not None:
+                self.link.close(code, reason)
+            channel = self.channel
+            if channel is not None and channel.readyState == "open":
+                # A stream reset follows the data queued before it, so a final Error arrives.
+                channel.close()
+                try:
+                    await asyncio.wait_for(self._channel_closed.wait(), _DRAIN_S)
+                except TimeoutError:
+                    pass
+            if self.pc is not None:
+                await self.pc.close()
+        except Exception:
+            log.exception("closing a peer connection of %s", self.user.name)
+        finally:
+            self._on_closed(self, code, reason)

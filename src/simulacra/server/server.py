@@ -1,0 +1,265 @@
+"""The server: one port for static files, health, status and signaling.
+
+::
+
+    Server(cfg) ─► Store (users, tokens) ─► admin token
+               ─► websockets.serve(host, port)
+                    process_request: /healthz  /api/status  /  /<file>  (plain HTTP replies)
+                                     /signal?token=T&transport=…  (401 before any upgrade)
+                    handler:         ws ─► serve_ws_link           (protocol on binary frames)
+                                     webrtc ─► serve_webrtc_signaling ─► PeerSession
+               ─► SessionManager ─► AppSession per (user, app) or shared name
+               ─► worker pool (app steps, renders, tile encoding: never on the event loop)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection as WsConnection
+from websockets.asyncio.server import serve
+from websockets.http11 import Request, Response
+
+from simulacra import __version__
+from simulacra.apps import APP_NAMES, get_app
+from simulacra.apps.base import App
+from simulacra.codecs.display import TileEncodeCache
+from simulacra.errors import ConfigError
+from simulacra.protocol.messages import Bye
+from simulacra.protocol.wire import MAX_MESSAGE_BYTES
+from simulacra.server.auth import bearer_token, query_params
+from simulacra.server.config import ServerConfig
+from simulacra.server.connection import Link, LinkContext
+from simulacra.server.http import (
+    default_web_root,
+    json_reply,
+    static_reply,
+    text_reply,
+    to_response,
+)
+from simulacra.server.peers import PeerSession
+from simulacra.server.sessions import SessionManager
+from simulacra.server.signaling import serve_webrtc_signaling, serve_ws_link
+from simulacra.server.store import Store, User
+
+__all__ = ["Server"]
+
+log = logging.getLogger("simulacra.server")
+
+_TRANSPORTS = ("webrtc", "ws")
+
+
+class Server:
+    """HTTP + signaling + app sessions; ``async with Server(cfg) as srv`` runs it."""
+
+    def __init__(self, config: ServerConfig, *, web_root: Path | None = None) -> None:
+        self.config = config
+        self.web_root = web_root if web_root is not None else default_web_root()
+        self.admin_token = ""
+        self.store: Store | None = None
+        self.sessions: SessionManager | None = None
+        self.ready = False
+        self._ws: WsServer | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._links: set[Link] = set()
+        self._peers: set[PeerSession] = set()
+        # Filled by process_request, read by the handler; weak, as a refused upgrade never gets one.
+        self._auth: weakref.WeakKeyDictionary[WsConnection, tuple[User, str]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._ctx: LinkContext | None = None
+        self._port = 0
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        cfg = self.config
+        if cfg.app not in APP_NAMES:
+            raise ConfigError(f"unknown app {cfg.app!r}; known apps: {', '.join(APP_NAMES)}")
+        self.store = await asyncio.to_thread(Store, cfg.data_dir)
+        self.admin_token = await asyncio.to_thread(self.store.ensure_admin)
+        # Sessions take turns on a few threads; each session runs one job at a time, in order.
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="simulacra-session"
+        )
+        self.sessions = SessionManager(
+            make_app=_make_app,
+            executor=self._executor,
+            frame_window=cfg.frame_window,
+            max_pending=cfg.max_pending_messages,
+            max_sessions=cfg.max_sessions,
+            dictionary_slots=cfg.dictionary_slots,
+            cache=TileEncodeCache(cfg.tile_cache_entries),
+        )
+        self._ctx = LinkContext(
+            sessions=self.sessions,
+            default_app=cfg.app,
+            apps=APP_NAMES,
+            hello_timeout=cfg.hello_timeout,
+            max_send_buffer=cfg.max_send_buffer,
+            dictionary_slots=cfg.dictionary_slots,
+            on_closed=self._links.discard,
+        )
+        try:
+            self._ws = await serve(
+                self._handler,
+                cfg.host,
+                cfg.port,
+                process_request=self._process_request,
+                # Tiles are compressed already; deflate would only burn CPU.
+                compression=None,
+                max_size=2 * MAX_MESSAGE_BYTES,  # past 1 MiB the protocol answers 413 itself
+                close_timeout=5,
+            )
+        except OSError as exc:
+            await self._release()
+            raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from exc
+        self._port = next(iter(self._ws.sockets)).getsockname()[1]
+        self.ready = True
+
+    async def close(self) -> None:
+        self.ready = False
+        for link in list(self._links):
+            link.send_message(Bye(reason="server shutting down"))
+            link.close(1001, "server shutting down")
+        peers = list(self._peers)
+        await asyncio.gather(*(p.close(1001, "server shutting down") for p in peers))
+        if self._ws is not None:
+            self._ws.close()
+            await self._ws.wait_closed()
+            self._ws = None
+        await self._release()
+
+    async def _release(self) -> None:
+        if self.sessions is not None:
+            await self.sessions.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    async def serve_forever(self) -> None:
+        assert self._ws is not None, "start() first"
+        await self._ws.serve_forever()
+
+    # -- contract --------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._port}"
+
+    def add_user(self, name: str, role: str = "control") -> str:
+        assert self.store is not None, "start() first"
+        return self.store.add_user(name, role)
+
+    @property
+    def peer_count(self) -> int:
+        return len(self._peers)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._links)
+
+    def status(self) -> dict[str, Any]:
+        sessions = self.sessions.sessions.values() if self.sessions is not None else ()
+        return {
+            "version": __version__,
+            "apps": list(APP_NAMES),
+            "default_app": self.config.app,
+            "sessions": [
+                {
+                    "name": s.name,
+                    "app": s.app_name,
+                    "shared": s.key[0] == "shared",
+                    "viewers": len(s.viewers),
+                    "frame_version": s.version,
+                }
+                for s in sessions
+            ],
+            "connections": self.connection_count,
+            "peers": self.peer_count,
+        }
+
+    # -- HTTP ------------------------------------------------------------------
+
+    async def _authenticate(self, token: str | None) -> User | None:
+        if self.store is None or not token:
+            return None
+        return await asyncio.to_thread(self.store.authenticate, token)
+
+    async def _process_request(self, ws: WsConnection, request: Request) -> Response | None:
+        path, params = query_params(request.path)
+        if path == "/signal":
+            carrier = params.get("transport", "webrtc")
+            if carrier not in _TRANSPORTS:
+                return to_response(text_reply(400, "transport must be webrtc or ws"))
+            token = params.get("token")
+            if not token:
+                return to_response(text_reply(401, "missing token"))
+            user = await self._authenticate(token)
+            if user is None:
+                return to_response(text_reply(401, "invalid token"))
+            if not self.ready:
+                return to_response(text_reply(503, "server is not ready"))
+            self._auth[ws] = (user, carrier)
+            return None  # websockets performs the upgrade (or answers 426 to plain GETs)
+        if request.headers.get("Upgrade"):
+            return to_response(text_reply(404, f"no WebSocket at {path[:200]}"))
+        if path == "/healthz":
+            ok = self.ready
+            return to_response(text_reply(200, "ok") if ok else text_reply(503, "starting"))
+        if path == "/api/status":
+            user = await self._authenticate(bearer_token(request.headers))
+            if user is None:
+                return to_response(text_reply(401, "invalid or missing bearer token"))
+            return to_response(json_reply(self.status()))
+        if path.startswith("/api/"):
+            return to_response(text_reply(404, f"not found: {path[:200]}"))
+        return to_response(await asyncio.to_thread(static_reply, self.web_root, path))
+
+    # -- WebSocket ---------------------------------------------------------------
+
+    async def _handler(self, ws: WsConnection) -> None:
+        found = self._auth.pop(ws, None)
+        if found is None or self._ctx is None:
+            await ws.close(4401, "4401 invalid token")
+            return
+        user, carrier = found
+        if carrier == "ws":
+            await serve_ws_link(ws, self._ctx, user, self._links.add)
+        else:
+            await serve_webrtc_signaling(
+                ws,
+                self._ctx,
+                user,
+                on_link=self._links.add,
+                on_peer=self._peers.add,
+                on_peer_closed=self._peers.discard,
+            )
+
+
+def _make_app(name: str) -> App:
+    return get_app(name)()

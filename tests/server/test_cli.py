@@ -1,0 +1,73 @@
+"""``simulacra users`` in-process and ``simulacra serve`` as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from server_testkit import DEADLINE_S, http_get
+
+from simulacra.cli import main
+from simulacra.server.store import Store
+
+
+def test_users_add_prints_token_last(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["users", "add", "bob", "--role", "view", "--data", str(tmp_path)]) == 0
+    token = capsys.readouterr().out.splitlines()[-1]
+    with Store(tmp_path) as store:
+        user = store.authenticate(token)
+    assert user is not None and (user.name, user.role) == ("bob", "view")
+
+
+def test_users_env_data_dir_and_ls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIMULACRA_DATA", str(tmp_path / "env-data"))
+    assert main(["users", "add", "ann"]) == 0
+    capsys.readouterr()
+    assert main(["users", "ls"]) == 0
+    assert capsys.readouterr().out == "ann\tcontrol\n"
+    assert main(["users", "ls", "--json"]) == 0
+    assert [u["name"] for u in json.loads(capsys.readouterr().out)] == ["ann"]
+    assert main(["users", "add", "ann"]) == 1
+    assert capsys.readouterr().err == "simulacra: user 'ann' already exists\n"
+
+
+async def test_serve_prints_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    env = dict(os.environ, SIMULACRA_PORT="0", SIMULACRA_DATA=str(tmp_path), SIMULACRA_APP="2048")
+    env["SIMULACRA_HOST"] = "127.0.0.1"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simulacra.cli",
+        "serve",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(DEADLINE_S * 3):
+            assert proc.stdout is not None
+            line = (await proc.stdout.readline()).decode()
+        prefix = "simulacra serving 2048 at http://127.0.0.1:"
+        assert line.startswith(prefix), line
+        url, _, token = (
+            line.strip().removeprefix("simulacra serving 2048 at ").partition("/?token=")
+        )
+        assert token == (tmp_path / "admin.token").read_text().strip()
+        assert int(url.rsplit(":", 1)[1]) > 0
+        health = await http_get(url + "/healthz")
+        assert (health.status, health.body) == (200, b"ok\n")
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(DEADLINE_S):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
