@@ -1,0 +1,373 @@
+"""The headless client: plays an app over the real protocol and reports figures.
+
+::
+
+    HeadlessClient.run()                     Player (sans-I/O)
+      open_transport ─► carrier
+      carrier.send ◄──────────────────────── start():  Hello
+      carrier.recv ─► bytes, t ────────────► receive(): Welcome ─► FrameDecoder
+                                              Frame ─► apply tiles ─► crc32 == checksum?
+                                                 yes: Ack(seq)      no: count, Resync once
+                                              frame.input_seq >= pending seq:
+                                                 latency = t - t_sent; next Input(seq+1)
+      carrier.send ◄──────────────────────── acks, resyncs, inputs
+      ...until moves / frames / seconds ─────► finish(): Bye ─► close ─► report()
+
+``Player`` holds every decision and every figure; it never touches a socket or a
+clock (the adapter passes ``perf_counter`` times in), so tests drive it with a
+``ServerConnection`` in place of the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simulacra.client.stats import LatencyStats
+from simulacra.client.transports import TRANSPORTS, Transport, open_transport
+from simulacra.codecs.display import FrameDecoder
+from simulacra.errors import (
+    CodecError,
+    ConfigError,
+    Forbidden,
+    InvalidState,
+    NotFound,
+    PayloadTooBig,
+    ProtocolError,
+    SimulacraError,
+    TransportError,
+    Unauthorized,
+    UnsupportedVersion,
+)
+from simulacra.protocol.messages import Ack, Bye, Error, Frame, Hello, Input, Resync, Welcome
+from simulacra.protocol.session import ClientConnection
+
+__all__ = [
+    "AGENT",
+    "MOVE_KEYS",
+    "ClientOptions",
+    "FrameHook",
+    "Player",
+    "HeadlessClient",
+    "error_for",
+]
+
+AGENT = "simulacra-headless/0.1"
+MOVE_KEYS = ("ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown")
+MODES = ("tiles",)
+# 2048 stops changing once the board is stuck; after this many answers without
+# a changed tile the client restarts the game, so long runs keep streaming.
+STUCK_ANSWERS = 8
+
+# Called after each verified frame with the picture (the decoder's own array:
+# copy it to keep it) and the size of the Frame message in bytes.
+FrameHook = Callable[[np.ndarray, int], None]
+
+_ERROR_KINDS: dict[int, type[SimulacraError]] = {
+    400: ProtocolError,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: InvalidState,
+    413: PayloadTooBig,
+    426: UnsupportedVersion,
+}
+
+
+def error_for(code: int, message: str) -> SimulacraError:
+    """The exception for a protocol ``Error(code, message)`` from the server."""
+    return _ERROR_KINDS.get(int(code), TransportError)(f"server error {int(code)}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientOptions:
+    """What to connect to and when to stop.
+
+    The run stops at the first limit reached: ``moves`` inputs answered,
+    ``frames`` frames received, ``seconds`` elapsed since Welcome. ``moves=None``
+    means no limit on moves (keep playing until another limit); ``moves=0``
+    only watches.
+    """
+
+    url: str
+    token: str = ""
+    transport: str = "webrtc"
+    moves: int | None = 60
+    frames: int | None = None
+    seconds: float | None = None
+    app: str = ""
+    session: str = ""
+    mode: str = "tiles"
+    seed: int = 0
+    timeout: float = 15.0  # connect, Welcome, and each frame awaited
+    agent: str = AGENT
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(
+                f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}"
+            )
+        if self.mode not in MODES:
+            raise ConfigError(f"the headless client speaks mode 'tiles' only, got {self.mode!r}")
+        for name in ("moves", "frames"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ConfigError(f"seconds must be > 0, got {self.seconds}")
+        if self.moves is None and self.frames is None and self.seconds is None:
+            raise ConfigError("give at least one limit: moves, frames or seconds")
+        if not self.timeout > 0:
+            raise ConfigError(f"timeout must be > 0, got {self.timeout}")
+
+
+class Player:
+    """Sans-I/O client logic: received bytes and their arrival time in, bytes out."""
+
+    def __init__(self, options: ClientOptions, *, on_frame: FrameHook | None = None) -> None:
+        self.options = options
+        self.on_frame = on_frame
+        self.conn = ClientConnection()
+        self.latency = LatencyStats()
+        self._rng = random.Random(options.seed)
+        self.welcome: Welcome | None = None
+        self.decoder: FrameDecoder | None = None
+        self.frames = 0
+        self.verified = 0
+        self.mismatches = 0
+        self.keyframes = 0
+        self.moves = 0
+        self.bytes = 0
+        self.frame_bytes = 0
+        self.checksum = 0
+        self.started_at: float | None = None  # time Welcome arrived
+        self.last_at: float | None = None
+        self.closed_by_server = False
+        self._input_seq = 0
+        self._pending: tuple[int, float] | None = None  # (input seq, time sent)
+        self._resync_sent = False
+        self._unchanged_answers = 0
+
+    # -- state the adapter asks about -------------------------------------------------
+
+    @property
+    def streaming(self) -> bool:
+        return self.welcome is not None
+
+    @property
+    def control(self) -> bool:
+        return self.welcome is not None and self.welcome.role == "control"
+
+    @property
+    def awaiting_frame(self) -> bool:
+        """True while the client waits for something it is owed (first frame, an answer)."""
+        return self.welcome is None or self.frames == 0 or self._pending is not None
+
+    def _moves_left(self) -> bool:
+        limit = self.options.moves
+        return self.control and (limit is None or self.moves < limit)
+
+    def done(self, now: float) -> bool:
+        """True once a limit is reached (or the server said Bye)."""
+        if self.closed_by_server:
+            return True
+        if self.welcome is None or self.frames == 0:
+            return False
+        opts = self.options
+        if opts.frames is not None and self.frames >= opts.frames:
+            return True
+        if (
+            opts.seconds is not None
+            and self.started_at is not None
+            and now - self.started_at >= opts.seconds
+        ):
+            return True
+        if self._pending is not None:
+            return False
+        if opts.moves is not None and not self._moves_left():
+            # Moves are done (or this role cannot move): stop unless another limit runs.
+            return opts.frames is None and opts.seconds is None
+        return False
+
+    # -- protocol ---------------------------------------------------------------------
+
+    def start(self) -> bytes:
+        """The Hello to send first."""
+        opts = self.options
+        return self.conn.send(
+            Hello(client=opts.agent, app=opts.app, session=opts.session, mode=opts.mode)
+        )
+
+    def receive(self, data: bytes, now: float) -> list[bytes]:
+        """Feed one received protocol message; return the messages to send."""
+        self.bytes += len(data)
+        self.last_at = now
+        out: list[bytes] = []
+        for message in self.conn.receive_data(data):
+            if isinstance(message, Welcome):
+                self._on_welcome(message, now)
+            elif isinstance(message, Frame):
+                self.frame_bytes += len(data)
+                out.extend(self._on_frame(message, len(data), now))
+            elif isinstance(message, Error):
+                raise error_for(message.code, message.message)
+            elif isinstance(message, Bye):
+                self.closed_by_server = True
+        return out
+
+    def finish(self) -> bytes | None:
+        """The Bye to send before closing, or None when the connection is over."""
+        if self.closed_by_server:
+            return None
+        try:
+            return self.conn.send(Bye(reason="done"))
+        except InvalidState:
+            return None
+
+    def _on_welcome(self, welcome: Welcome, now: float) -> None:
+        self.welcome = welcome
+        self.started_at = now
+        self.decoder = FrameDecoder(
+            welcome.width, welcome.height, dictionary_slots=welcome.dictionary_slots
+        )
+
+    def _on_frame(self, frame: Frame, size: int, now: float) -> list[bytes]:
+        assert self.decoder is not None  # the session state machine puts Welcome first
+        self.frames += 1
+        if frame.keyframe:
+            self.keyframes += 1
+            self._resync_sent = False
+            shape = self.decoder.framebuffer.shape
+            if (frame.height, frame.width) != shape[:2]:
+                slots = self.welcome.dictionary_slots if self.welcome else 0
+                self.decoder = FrameDecoder(frame.width, frame.height, dictionary_slots=slots)
+        out: list[bytes] = []
+        ok = False
+        try:
+            self.decoder.apply(list(frame.tiles), keyframe=frame.keyframe)
+            self.checksum = self.decoder.checksum()
+            ok = self.checksum == frame.checksum
+        except CodecError:
+            ok = False  # a tile this picture cannot take: same cure as a bad checksum
+        if ok:
+            self.verified += 1
+            out.append(self.conn.send(Ack(seq=frame.seq)))
+            if self.on_frame is not None:
+                self.on_frame(self.decoder.framebuffer, size)
+        else:
+            self.mismatches += 1
+            if not self._resync_sent:
+                self._resync_sent = True
+                out.append(self.conn.send(Resync(reason=f"checksum mismatch at frame {frame.seq}")))
+        if self._pending is not None and frame.input_seq >= self._pending[0]:
+            self.latency.add((now - self._pending[1]) * 1000.0)
+            self.moves += 1
+            self._pending = None
+            self._unchanged_answers = 0 if frame.tiles else self._unchanged_answers + 1
+        return out
+
+    def next_input(self, now: float) -> bytes | None:
+        """The next move to send, when one is due (first frame seen, none pending)."""
+        if self.frames == 0 or self._pending is not None or not self._moves_left():
+            return None
+        if self.done(now):
+            return None
+        self._input_seq += 1
+        data = self.conn.send(self._move(self._input_seq))
+        self._pending = (self._input_seq, now)
+        return data
+
+    def _move(self, seq: int) -> Input:
+        welcome = self.welcome
+        assert welcome is not None
+        if welcome.app == "sand":
+            # Sand ignores arrows: pour with the pointer over the upper part of the picture.
+            x = self._rng.randrange(welcome.width)
+            y = self._rng.randrange(max(1, welcome.height * 3 // 4))
+            return Input(seq=seq, kind="pointer", key="", x=x, y=y, buttons=1)
+        if welcome.app == "2048" and self._unchanged_answers >= STUCK_ANSWERS:
+            self._unchanged_answers = 0
+            return Input(seq=seq, kind="key", key="r", x=0, y=0, buttons=0)
+        return Input(seq=seq, kind="key", key=self._rng.choice(MOVE_KEYS), x=0, y=0, buttons=0)
+
+    def report(self, now: float) -> dict[str, Any]:
+        """The figures of this run (the ``--json`` object)."""
+        welcome = self.welcome
+        end = self.last_at if self.last_at is not None else now
+        seconds = max(0.0, end - self.started_at) if self.started_at is not None else 0.0
+        return {
+            "transport": self.options.transport,
+            "app": welcome.app if welcome else self.options.app,
+            "session": welcome.session if welcome else self.options.session,
+            "user": welcome.user if welcome else "",
+            "role": welcome.role if welcome else "",
+            "frames": self.frames,
+            "verified": self.verified,
+            "mismatches": self.mismatches,
+            "keyframes": self.keyframes,
+            "moves": self.moves,
+            "latency_ms": self.latency.summary(),
+            "bytes": self.bytes,
+            "bytes_per_frame": round(self.frame_bytes / self.frames, 1) if self.frames else 0.0,
+            "fps": round(self.frames / seconds, 2) if seconds > 0 else 0.0,
+            "seconds": round(seconds, 3),
+            "width": welcome.width if welcome else 0,
+            "height": welcome.height if welcome else 0,
+            "checksum": self.checksum,
+        }
+
+
+class HeadlessClient:
+    """Connect, play, verify, report: ``report = await HeadlessClient(opts).run()``."""
+
+    def __init__(self, options: ClientOptions, *, on_frame: FrameHook | None = None) -> None:
+        self.options = options
+        self.on_frame = on_frame
+
+    async def run(self) -> dict[str, Any]:
+        opts = self.options
+        transport = await open_transport(opts.url, opts.token, opts.transport, timeout=opts.timeout)
+        player = Player(opts, on_frame=self.on_frame)
+        try:
+            await self._play(transport, player)
+            bye = player.finish()
+            if bye is not None:
+                await transport.send(bye)
+                if transport.name == "webrtc":
+                    # Closing the peer at once could drop the queued Bye; the
+                    # server closes the channel when it has read it.
+                    await transport.wait_closed(2.0)
+        finally:
+            await transport.close()
+        return player.report(time.perf_counter())
+
+    async def _play(self, transport: Transport, player: Player) -> None:
+        opts = self.options
+        await transport.send(player.start())
+        while True:
+            now = time.perf_counter()
+            if player.done(now):
+                return
+            data = player.next_input(now)
+            if data is not None:
+                await transport.send(data)
+            timeout = opts.timeout
+            if opts.seconds is not None and player.started_at is not None and player.frames:
+                # The clock runs from Welcome, but the first frame is always awaited.
+                left = max(0.0, player.started_at + opts.seconds - now)
+                timeout = min(timeout, left) if player.awaiting_frame else left
+            try:
+                data = await asyncio.wait_for(transport.recv(), timeout)
+            except TimeoutError:
+                if opts.seconds is not None and player.done(time.perf_counter()):
+                    return
+                what = "Welcome" if not player.streaming else "frame"
+                raise TransportError(f"no {what} from the server within {timeout:g} s") from None
+            for reply in player.receive(data, time.perf_counter()):
+                await transport.send(reply)

@@ -1,0 +1,347 @@
+"""Carriers for protocol messages: a WebRTC data channel or the WebSocket itself.
+
+::
+
+    open_transport(url, token, "webrtc")                      open_transport(url, token, "ws")
+      WS /signal?token=T&transport=webrtc                       WS /signal?token=T&transport=ws
+      text {"type":"offer","sdp"} ──────► server                binary frame = one message
+      text {"type":"answer","sdp"} ◄────                        (both directions)
+      data channel "sim" opens ─► one message per channel message
+
+Both carriers offer the same three coroutines, ``send(bytes)``, ``recv() -> bytes``
+and ``close()``; ``recv`` raises ``TransportError`` once the carrier is gone.
+A refused handshake becomes a ``SimulacraError`` with the server's one-line reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from abc import ABC, abstractmethod
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from websockets.asyncio.client import ClientConnection as WebSocket
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+
+from simulacra.errors import (
+    ConfigError,
+    Forbidden,
+    NotFound,
+    PayloadTooBig,
+    ProtocolError,
+    SimulacraError,
+    TransportError,
+    Unauthorized,
+)
+
+__all__ = [
+    "TRANSPORTS",
+    "MAX_MESSAGE_BYTES",
+    "MAX_QUEUED_BYTES",
+    "Transport",
+    "WsTransport",
+    "WebRtcTransport",
+    "signal_url",
+    "token_from_url",
+    "open_transport",
+]
+
+TRANSPORTS = ("webrtc", "ws")
+
+# docs/protocol.md: a message over 1 MiB is rejected before parsing. Signaling
+# text (SDP) is far smaller, so the same cap serves the WebSocket.
+MAX_MESSAGE_BYTES = 1 << 20
+# Messages received over the data channel but not yet read; the server's
+# in-flight window keeps this small, the cap only stops a misbehaving peer.
+MAX_QUEUED_BYTES = 64 << 20
+
+_STATUS_ERRORS: dict[int, type[SimulacraError]] = {
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+}
+_CLOSE_ERRORS: dict[int, type[SimulacraError]] = {
+    4401: Unauthorized,
+    4403: Forbidden,
+    4404: NotFound,
+    4400: ProtocolError,
+    4413: PayloadTooBig,
+}
+
+
+def token_from_url(url: str) -> str:
+    """The ``token`` query parameter of ``url``, or ``""``."""
+    values = parse_qs(urlsplit(url).query).get("token", [])
+    return values[0] if values else ""
+
+
+def signal_url(url: str, token: str, transport: str) -> str:
+    """``http://h:p/?token=X`` -> ``ws://h:p/signal?token=T&transport=...``."""
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
+    parts = urlsplit(url)
+    schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ConfigError(f"server URL must look like http://host:port, got {url!r}")
+    token = token or token_from_url(url)
+    if not token:
+        raise Unauthorized("no token: pass --token or put ?token= in the URL")
+    query = urlencode({"token": token, "transport": transport})
+    return urlunsplit((schemes[parts.scheme], parts.netloc, "/signal", query, ""))
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _closed_error(exc: ConnectionClosed) -> SimulacraError:
+    """Map a WebSocket close to the error a user should see."""
+    if exc.sent is not None and exc.sent.code == 1009:
+        return PayloadTooBig(f"server sent a message over {MAX_MESSAGE_BYTES} bytes")
+    if exc.rcvd is None:
+        return TransportError("connection to the server was lost")
+    code, reason = exc.rcvd.code, exc.rcvd.reason
+    kind = _CLOSE_ERRORS.get(code, TransportError)
+    return kind(f"server closed the connection: {code} {reason}".rstrip())
+
+
+def _signal_error(obj: dict[str, Any]) -> SimulacraError:
+    code = obj.get("code", 0)
+    message = str(obj.get("message", "")) or "signaling error"
+    kind = _STATUS_ERRORS.get(code, TransportError) if isinstance(code, int) else TransportError
+    return kind(f"server error {code}: {message}")
+
+
+class Transport(ABC):
+    """One protocol message per ``send``/``recv``."""
+
+    name: str
+
+    @abstractmethod
+    async def send(self, data: bytes) -> None:
+        """Send one protocol message; ``TransportError`` when the carrier is gone."""
+
+    @abstractmethod
+    async def recv(self) -> bytes:
+        """The next protocol message; ``TransportError`` once the carrier is gone."""
+
+    @abstractmethod
+    async def wait_closed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the server to close; True if it did."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close everything this transport opened; safe to call twice."""
+
+
+class WsTransport(Transport):
+    """Protocol on binary frames of the signaling WebSocket."""
+
+    name = "ws"
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self._ws.send(data)
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+
+    async def recv(self) -> bytes:
+        while True:
+            try:
+                message = await self._ws.recv()
+            except ConnectionClosed as exc:
+                raise _closed_error(exc) from None
+            if isinstance(message, bytes):
+                return message
+            # Text frames carry signaling JSON; only an error matters here.
+            obj = _parse_signal(message)
+            if obj.get("type") == "error":
+                raise _signal_error(obj)
+
+    async def wait_closed(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._ws.wait_closed(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+class WebRtcTransport(Transport):
+    """Protocol on the data channel ``sim``; the WebSocket only carries signaling."""
+
+    name = "webrtc"
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._channel = self._pc.createDataChannel("sim", ordered=True)
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued_bytes = 0
+        self._opened = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._error: SimulacraError | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._channel.on("open", self._opened.set)
+        self._channel.on("message", self._on_message)
+        self._channel.on("close", lambda: self._finish(None))
+        self._pc.on("connectionstatechange", self._on_state)
+
+    def _on_message(self, message: bytes | str) -> None:
+        if self._closed.is_set():
+            return
+        data = message.encode() if isinstance(message, str) else message
+        self._queued_bytes += len(data)
+        if self._queued_bytes > MAX_QUEUED_BYTES:
+            self._finish(PayloadTooBig(f"over {MAX_QUEUED_BYTES} bytes received and not read"))
+            return
+        self._queue.put_nowait(data)
+
+    def _on_state(self) -> None:
+        if self._pc.connectionState in ("failed", "closed"):
+            self._finish(TransportError(f"WebRTC connection {self._pc.connectionState}"))
+
+    def _finish(self, error: SimulacraError | None) -> None:
+        if self._closed.is_set():
+            return
+        self._error = error
+        self._closed.set()
+        self._queue.put_nowait(None)
+
+    async def negotiate(self, timeout: float) -> None:
+        """Offer, take the answer, and wait for the channel to open."""
+        # aiortc gathers every candidate inside setLocalDescription: no trickle ICE.
+        await self._pc.setLocalDescription(await self._pc.createOffer())
+        offer = {"type": "offer", "sdp": self._pc.localDescription.sdp}
+        try:
+            await self._ws.send(json.dumps(offer))
+            async with asyncio.timeout(timeout):
+                answer = await self._await_answer()
+        except TimeoutError:
+            raise TransportError(f"no SDP answer within {timeout:g} s") from None
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        self._watcher = asyncio.create_task(self._watch_signaling())
+        opened = asyncio.create_task(self._opened.wait())
+        closed = asyncio.create_task(self._closed.wait())
+        try:
+            await asyncio.wait({opened, closed}, timeout=timeout, return_when="FIRST_COMPLETED")
+        finally:
+            opened.cancel()
+            closed.cancel()
+        if self._closed.is_set():
+            raise self._error or TransportError("data channel closed before it opened")
+        if not self._opened.is_set():
+            raise TransportError(f"data channel did not open within {timeout:g} s")
+
+    async def _await_answer(self) -> str:
+        while True:
+            message = await self._ws.recv()
+            if isinstance(message, bytes):
+                continue
+            obj = _parse_signal(message)
+            if obj.get("type") == "answer" and isinstance(obj.get("sdp"), str):
+                return obj["sdp"]
+            if obj.get("type") == "error":
+                raise _signal_error(obj)
+
+    async def _watch_signaling(self) -> None:
+        # The server may report an error on the signaling socket mid-session;
+        # a plain close of that socket does not end the data channel.
+        try:
+            while True:
+                message = await self._ws.recv()
+                if isinstance(message, str):
+                    obj = _parse_signal(message)
+                    if obj.get("type") == "error":
+                        self._finish(_signal_error(obj))
+                        return
+        except (ConnectionClosed, ProtocolError):
+            return
+
+    async def send(self, data: bytes) -> None:
+        if self._closed.is_set() or self._channel.readyState != "open":
+            raise self._error or TransportError("data channel is closed")
+        self._channel.send(data)
+
+    async def recv(self) -> bytes:
+        item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # later calls fail the same way
+            raise self._error or TransportError("data channel closed")
+        self._queued_bytes -= len(item)
+        return item
+
+    async def wait_closed(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._closed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._finish(None)
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self._pc.close()
+        await self._ws.close()
+
+
+def _parse_signal(text: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise ProtocolError("server sent a signaling frame that is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("server sent a signaling frame that is not a JSON object")
+    return obj
+
+
+async def _open_ws(uri: str, timeout: float) -> WebSocket:
+    try:
+        return await connect(
+            uri, max_size=MAX_MESSAGE_BYTES, open_timeout=timeout, compression=None
+        )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        reason = _first_line(
+            exc.response.body.decode("utf-8", "replace") if exc.response.body else ""
+        )
+        kind = _STATUS_ERRORS.get(status, TransportError)
+        raise kind(f"server refused the connection: {status} {reason}".rstrip()) from None
+    except InvalidURI as exc:
+        raise ConfigError(f"bad server URL: {exc}") from None
+    except TimeoutError:
+        raise TransportError(f"no WebSocket handshake within {timeout:g} s") from None
+    except (OSError, WebSocketException) as exc:
+        host = urlsplit(uri).netloc
+        raise TransportError(f"cannot connect to {host}: {exc}") from None
+
+
+async def open_transport(
+    url: str, token: str, transport: str, *, timeout: float = 15.0
+) -> Transport:
+    """Connect to the server at ``url`` and return an open carrier."""
+    ws = await _open_ws(signal_url(url, token, transport), timeout)
+    if transport == "ws":
+        return WsTransport(ws)
+    carrier = WebRtcTransport(ws)
+    try:
+        await carrier.negotiate(timeout)
+    except BaseException:
+        await carrier.close()
+        raise
+    return carrier

@@ -1,0 +1,324 @@
+"""The sans-I/O Player against a ServerConnection + FrameEncoder: no sockets, a fake clock."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulacra.client.headless import MOVE_KEYS, ClientOptions, Player, error_for
+from simulacra.codecs.display import FrameEncoder, framebuffer_checksum
+from simulacra.errors import (
+    ConfigError,
+    Forbidden,
+    InvalidState,
+    NotFound,
+    TransportError,
+)
+from simulacra.protocol.messages import (
+    Ack,
+    Bye,
+    Error,
+    ErrorCode,
+    Frame,
+    Hello,
+    Input,
+    Resync,
+    Welcome,
+)
+from simulacra.protocol.session import ServerConnection, State
+from simulacra.protocol.wire import decode_message
+
+W, H = 64, 32
+
+
+class FakeServer:
+    """Answers Hello with Welcome + keyframe and every Input with a frame."""
+
+    def __init__(
+        self, *, role: str = "control", corrupt: set[int] | None = None, stuck: bool = False
+    ) -> None:
+        self.conn = ServerConnection()
+        self.role = role
+        self.encoder = FrameEncoder(W, H, dictionary_slots=8)
+        self.fb = np.zeros((H, W, 3), dtype=np.uint8)
+        self.seq = 0
+        self.corrupt = corrupt or set()  # frame seqs sent with a wrong checksum
+        self.stuck = stuck  # inputs change nothing on screen
+        self.inputs: list[Input] = []
+        self.acks: list[int] = []
+        self.resyncs: list[str] = []
+        self.byes = 0
+
+    def frame(self, *, keyframe: bool = False) -> bytes:
+        self.seq += 1
+        tiles = tuple(self.encoder.encode(self.fb, keyframe=keyframe))
+        checksum = framebuffer_checksum(self.fb)
+        if self.seq in self.corrupt:
+            checksum ^= 1
+        return self.conn.send(
+            Frame(
+                seq=self.seq,
+                input_seq=self.conn.last_input_seq,
+                keyframe=keyframe,
+                width=W,
+                height=H,
+                tiles=tiles,
+                checksum=checksum,
+            )
+        )
+
+    def handle(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for msg in self.conn.receive_data(data):
+            if isinstance(msg, Hello):
+                welcome = Welcome(
+                    session="s1",
+                    user="alice",
+                    role=self.role,
+                    app=msg.app or "2048",
+                    width=W,
+                    height=H,
+                    tile_size=16,
+                    dictionary_slots=8,
+                    apps=("2048", "sand"),
+                )
+                out += [self.conn.send(welcome), self.frame(keyframe=True)]
+            elif isinstance(msg, Input):
+                self.inputs.append(msg)
+                if not self.stuck:
+                    # Paint one tile per input so frames carry real deltas.
+                    col = len(self.inputs) % (W // 16)
+                    self.fb[:16, col * 16 : col * 16 + 16] = (len(self.inputs) * 37) % 256
+                out.append(self.frame())
+            elif isinstance(msg, Ack):
+                self.acks.append(msg.seq)
+            elif isinstance(msg, Resync):
+                self.resyncs.append(msg.reason)
+                out.append(self.frame(keyframe=True))
+            elif isinstance(msg, Bye):
+                self.byes += 1
+        return out
+
+
+def play(player: Player, server: FakeServer, *, step_ms: float = 2.0, limit: int = 1000) -> float:
+    """Run the player against the server on a fake clock; every hop takes ``step_ms``."""
+    now = 100.0
+    inbox = server.handle(player.start())
+    for _ in range(limit):
+        now += step_ms / 1000.0
+        if player.done(now):
+            break
+        outgoing: list[bytes] = []
+        data = player.next_input(now)
+        if data is not None:
+            outgoing.append(data)
+        if inbox:
+            outgoing += player.receive(inbox.pop(0), now)
+        for item in outgoing:
+            inbox += server.handle(item)
+    else:
+        raise AssertionError("player never finished")
+    bye = player.finish()
+    if bye is not None:
+        server.handle(bye)
+    return now
+
+
+def test_plays_moves_and_verifies_every_frame() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=60))
+    server = FakeServer()
+    play(player, server)
+    assert [i.seq for i in server.inputs] == list(range(1, 61))
+    assert server.acks == list(range(1, 62))
+    assert server.byes == 1
+    assert player.conn.state is State.CLOSED
+    report = player.report(0.0)
+    assert report["frames"] == 61
+    assert report["verified"] == 61
+    assert report["mismatches"] == 0
+    assert report["keyframes"] == 1
+    assert report["moves"] == 60
+    assert report["latency_ms"]["count"] == 60
+    assert report["checksum"] == framebuffer_checksum(server.fb)
+    assert (player.decoder is not None) and np.array_equal(player.decoder.framebuffer, server.fb)
+    assert {i.key for i in server.inputs} == set(MOVE_KEYS)
+
+
+def test_latency_from_the_clock() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=5))
+    play(player, FakeServer(), step_ms=2.0)
+    # Input goes out at step k, its frame is read at step k+1: one step each.
+    assert player.latency.summary() == {"p50": 2.0, "p99": 2.0, "mean": 2.0, "max": 2.0, "count": 5}
+
+
+def test_report_fields() -> None:
+    player = Player(ClientOptions("http://x", "t", transport="ws", moves=2, app="2048"))
+    server = FakeServer()
+    play(player, server)
+    report = player.report(0.0)
+    assert set(report) == {
+        "transport", "app", "session", "user", "role", "frames", "verified", "mismatches",
+        "keyframes", "moves", "latency_ms", "bytes", "bytes_per_frame", "fps", "seconds",
+        "width", "height", "checksum",
+    }  # fmt: skip
+    assert (report["transport"], report["app"], report["session"]) == ("ws", "2048", "s1")
+    assert (report["user"], report["role"], report["width"], report["height"]) == (
+        "alice", "control", W, H,
+    )  # fmt: skip
+    assert report["bytes"] == player.bytes > player.frame_bytes > 0
+    assert report["bytes_per_frame"] == round(player.frame_bytes / 3, 1)
+    assert report["seconds"] > 0 and report["fps"] > 0
+
+
+def test_frame_hook_sees_every_verified_picture() -> None:
+    seen: list[tuple[int, int]] = []
+    player = Player(
+        ClientOptions("http://x", "t", moves=3),
+        on_frame=lambda picture, size: seen.append((framebuffer_checksum(picture), size)),
+    )
+    server = FakeServer(corrupt={2})
+    play(player, server)
+    assert len(seen) == player.verified == player.frames - 1
+    assert seen[-1][0] == framebuffer_checksum(server.fb)
+    assert all(size > 0 for _, size in seen)
+
+
+def test_sand_moves_pour_with_the_pointer() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=20, app="sand"))
+    server = FakeServer()
+    play(player, server)
+    assert len(server.inputs) == 20
+    for move in server.inputs:
+        assert (move.kind, move.key, move.buttons) == ("pointer", "", 1)
+        assert 0 <= move.x < W and 0 <= move.y < H * 3 // 4
+
+
+def test_stuck_2048_restarts_the_game() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=20))
+    server = FakeServer(stuck=True)
+    play(player, server)
+    keys = [move.key for move in server.inputs]
+    assert [i for i, key in enumerate(keys) if key == "r"] == [8, 16]
+    assert set(keys) - {"r"} <= set(MOVE_KEYS)
+
+
+def test_move_pattern_is_seeded() -> None:
+    keys = []
+    for seed in (7, 7, 8):
+        server = FakeServer()
+        play(Player(ClientOptions("http://x", "t", moves=20, seed=seed)), server)
+        keys.append([i.key for i in server.inputs])
+    assert keys[0] == keys[1]
+    assert keys[0] != keys[2]
+
+
+def test_mismatch_sends_resync_and_recovers() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=6))
+    server = FakeServer(corrupt={3})
+    play(player, server)
+    report = player.report(0.0)
+    assert report["mismatches"] == 1
+    assert server.resyncs == ["checksum mismatch at frame 3"]
+    assert report["keyframes"] == 2
+    assert report["verified"] == report["frames"] - 1
+    assert 3 not in server.acks
+    assert report["checksum"] == framebuffer_checksum(server.fb)
+
+
+def test_one_resync_until_a_keyframe_arrives() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=None, frames=100))
+    server = FakeServer(corrupt={2, 3})
+    for data in server.handle(player.start()):
+        player.receive(data, 0.0)
+    replies: list[bytes] = []
+    for shade in (50, 60):  # two bad deltas in a row
+        server.fb[:16, :16] = shade
+        replies += player.receive(server.frame(), 0.0)
+    assert [decode_message(r) for r in replies] == [Resync("checksum mismatch at frame 2")]
+    assert player.mismatches == 2
+    replies = player.receive(server.frame(keyframe=True), 0.0)
+    assert [decode_message(r) for r in replies] == [Ack(4)]
+    assert player.verified == 2
+
+
+def test_frames_limit() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=None, frames=10))
+    server = FakeServer()
+    play(player, server)
+    assert player.frames == 10
+    assert len(server.inputs) == 9
+
+
+def test_viewer_sends_no_input() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=5))
+    server = FakeServer(role="view")
+    play(player, server)
+    assert server.inputs == []
+    assert player.report(0.0)["role"] == "view"
+    assert player.frames == 1
+
+
+def test_watch_only_with_zero_moves() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=0))
+    server = FakeServer()
+    play(player, server)
+    assert server.inputs == [] and player.frames == 1
+
+
+def test_seconds_limit_counts_from_welcome() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=None, seconds=0.05))
+    play(player, FakeServer(), step_ms=2.0)
+    assert player.started_at is not None and player.last_at is not None
+    assert 0.04 <= player.last_at - player.started_at <= 0.05
+
+
+def test_server_error_raises_mapped_error() -> None:
+    player = Player(ClientOptions("http://x", "t"))
+    server = FakeServer()
+    server.handle(player.start())
+    with pytest.raises(NotFound, match="server error 404: no such app"):
+        player.receive(server.conn.send(Error(ErrorCode.NOT_FOUND, "no such app")), 0.0)
+
+
+def test_server_bye_ends_the_run() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=5))
+    server = FakeServer()
+    inbox = server.handle(player.start())
+    for data in inbox:
+        player.receive(data, 1.0)
+    player.receive(server.conn.send(Bye("shutting down")), 1.0)
+    assert player.done(1.0)
+    assert player.finish() is None
+
+
+def test_frame_before_welcome_is_out_of_state() -> None:
+    player = Player(ClientOptions("http://x", "t"))
+    server = ServerConnection()
+    server.receive_data(player.start())
+    server.send(Welcome("s", "u", "view", "a", W, H, 16, 0, ()))  # lost on the way
+    frame = Frame(seq=1, input_seq=0, keyframe=True, width=W, height=H, tiles=(), checksum=0)
+    with pytest.raises(InvalidState):
+        player.receive(server.send(frame), 0.0)
+
+
+def test_error_codes() -> None:
+    assert isinstance(error_for(403, "view role"), Forbidden)
+    assert isinstance(error_for(500, "boom"), TransportError)
+    assert str(error_for(ErrorCode.FORBIDDEN, "view role")) == "server error 403: view role"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"transport": "pigeon"},
+        {"mode": "video"},
+        {"moves": -1},
+        {"frames": -2},
+        {"seconds": 0},
+        {"moves": None},
+        {"timeout": 0},
+    ],
+)
+def test_options_validated(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        ClientOptions("http://x", "t", **kwargs)  # type: ignore[arg-type]
