@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection as WsClientConnection
 from websockets.asyncio.client import connect
@@ -23,9 +24,18 @@ DEADLINE_S = 20.0  # generous: a 2-core CI machine under load
 
 
 @asynccontextmanager
-async def running_server(data_dir: Path, **overrides: object) -> AsyncIterator[Server]:
-    cfg = ServerConfig(host="127.0.0.1", port=0, data_dir=data_dir, **overrides)  # type: ignore[arg-type]
-    async with Server(cfg) as srv:
+async def running_server(
+    data_dir: Path, *, load_runner: Any = None, **overrides: Any
+) -> AsyncIterator[Server]:
+    """An in-process server on a free port.
+
+    Apps run on their reference code unless ``reference=False`` is given: most
+    tests are about streaming, and compiling emulators takes seconds. Tests of
+    the emulated path use the ``data_dir`` fixture, whose emulators are compiled.
+    """
+    overrides.setdefault("reference", True)
+    cfg = ServerConfig(host="127.0.0.1", port=0, data_dir=data_dir, **overrides)
+    async with Server(cfg, load_runner=load_runner) as srv:
         yield srv
 
 
@@ -98,8 +108,8 @@ class ProtoClient:
         assert isinstance(data, bytes)
         return decode_message(data)
 
-    async def hello(self, app: str = "", session: str = "") -> Welcome:
-        await self.send(Hello(client="test/0", app=app, session=session, mode="tiles"))
+    async def hello(self, app: str = "", session: str = "", mode: str = "tiles") -> Welcome:
+        await self.send(Hello(client="test/0", app=app, session=session, mode=mode))
         msg = await self.recv()
         assert isinstance(msg, Welcome), msg
         self.welcome = msg

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from server_testkit import DEADLINE_S, http_get
 
-from simulacra.cli import main
+from simulacra.cli import build_parser, main
+from simulacra.server.cli import _compile_note
+from simulacra.server.config import ServerConfig
 from simulacra.server.store import Store
 
 
@@ -39,7 +41,8 @@ def test_users_env_data_dir_and_ls(
     assert capsys.readouterr().err == "simulacra: user 'ann' already exists\n"
 
 
-async def test_serve_prints_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+async def test_serve_prints_url_and_stops_on_ctrl_c(data_dir: Path) -> None:
+    tmp_path = data_dir  # emulators already compiled: this start loads them at once
     env = dict(os.environ, SIMULACRA_PORT="0", SIMULACRA_DATA=str(tmp_path), SIMULACRA_APP="2048")
     env["SIMULACRA_HOST"] = "127.0.0.1"
     proc = await asyncio.create_subprocess_exec(
@@ -71,3 +74,23 @@ async def test_serve_prints_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_compile_note_only_on_first_start(
+    data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    fresh = tmp_path_factory.mktemp("fresh")
+    note = _compile_note(ServerConfig(data_dir=fresh, app="2048"))
+    assert note == (
+        f"simulacra: compiling 3 segment(s) of 2048 into emulators"
+        f" (first start; cached in {fresh / 'emulators' / '2048'})"
+    )
+    assert _compile_note(ServerConfig(data_dir=data_dir, app="2048")) is None
+    assert _compile_note(ServerConfig(data_dir=fresh, app="2048", reference=True)) is None
+
+
+def test_reference_flag_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert build_parser().parse_args(["serve"]).reference is False
+    assert build_parser().parse_args(["serve", "--reference"]).reference is True
+    monkeypatch.setenv("SIMULACRA_REFERENCE", "1")
+    assert build_parser().parse_args(["serve"]).reference is True

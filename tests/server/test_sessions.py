@@ -11,10 +11,16 @@ import pytest
 from server_testkit import wait_until
 
 from simulacra.apps.base import App, InputEvent
-from simulacra.codecs.display import FrameDecoder, TileEncodeCache
+from simulacra.codecs.display import FrameDecoder, FrameEncoder, TileEncodeCache
 from simulacra.errors import PayloadTooBig
 from simulacra.protocol.messages import Frame, Input, Message
-from simulacra.server.sessions import AppSession, SessionManager
+from simulacra.protocol.wire import MAX_MESSAGE_BYTES
+from simulacra.server.sessions import (
+    AppSession,
+    SessionManager,
+    encoder_memory_bound,
+    viewer_memory_bound,
+)
 
 
 class Counter(App):
@@ -62,6 +68,9 @@ class Sink:
 
     def abort(self, code: int, message: str) -> None:
         self.aborted = (code, message)
+
+    def buffered(self) -> int:
+        return 0
 
     @property
     def frames(self) -> list[Frame]:
@@ -213,4 +222,45 @@ async def test_step_inputs_in_order() -> None:
         session.submit_input(viewer, key(seq, digit))
     await wait_until(lambda: session.version >= 0 and viewer.applied_input == 3, "inputs")
     assert session._state == 123  # noqa: SLF001
+    await session.close()
+
+
+def test_viewer_memory_bound_covers_a_full_dictionary() -> None:
+    width = height = 256  # 256 tiles a frame: 17 random frames fill 4096 slots and evict
+    slots = 4096
+    bound = encoder_memory_bound(width, height, dictionary_slots=slots)
+    assert (
+        viewer_memory_bound(width, height, dictionary_slots=slots, max_send_buffer=1000)
+        == bound + 1000 + MAX_MESSAGE_BYTES + 64 * 1024
+    )
+    encoder = FrameEncoder(width, height, dictionary_slots=slots, cache=TileEncodeCache(16))
+    rng = np.random.default_rng(0)
+    for _ in range(17):
+        # Random 2-colour tiles: all distinct, cheap to encode (palette + runs).
+        fb = rng.integers(0, 2, size=(height, width, 1), dtype=np.uint8) * 255
+        encoder.encode(np.repeat(fb, 3, axis=2))
+        assert encoder.nbytes <= bound
+    assert encoder.dictionary.lru.filled == slots
+
+
+async def test_redraw_renders_again_and_viewers_get_the_change() -> None:
+    class Shaded(Counter):
+        shade = 0  # stands in for an emulator answering differently after a patch
+
+        def render(self, state: int) -> np.ndarray:
+            fb = super().render(state)
+            fb[:, 16:] = self.shade
+            return fb
+
+    app = Shaded()
+    session = make_session(app)
+    sink = Sink()
+    viewer = session.join(sink, "u", "control")
+    await wait_until(lambda: len(sink.frames) == 1, "the keyframe")
+    session.ack(viewer, 1)
+    app.shade = 200
+    session.redraw()
+    await wait_until(lambda: len(sink.frames) == 2, "the redrawn frame")
+    assert (sink.frames[1].input_seq, [t[0] for t in sink.frames[1].tiles]) == (0, [1])
+    assert sink.decoder.framebuffer[0, 16, 0] == 200
     await session.close()

@@ -2,7 +2,8 @@
 
 ::
 
-    simulacra serve [--host H] [--port P] [--data DIR] [--app NAME]
+    simulacra serve [--host H] [--port P] [--data DIR] [--app NAME] [--reference]
+        ─► first start: compiles the app's emulators, progress bars on stderr
         ─► Server ─► "simulacra serving 2048 at http://H:P/?token=T" (once /healthz is ready)
     simulacra users add NAME [--role control|view] [--data DIR]   ─► token, last line
     simulacra users ls [--data DIR] [--json]
@@ -16,11 +17,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 
-from simulacra.config import add_option
+from simulacra.apps import APP_NAMES, get_app
+from simulacra.config import add_option, env_name
 from simulacra.server.auth import ROLES
 from simulacra.server.config import ServerConfig
 from simulacra.server.server import Server
@@ -49,6 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_option(serve, "--port", default=8080, type=_port, help="TCP port; 0 picks a free one")
     _add_data(serve)
     add_option(serve, "--app", default="2048", help="app a client gets when it names none")
+    serve.add_argument(
+        "--reference",
+        action="store_true",
+        default=os.environ.get(env_name("--reference"), "") not in ("", "0", "false", "no"),
+        help="run apps on their reference code instead of the emulators (for comparison)"
+        f" [env {env_name('--reference')}]",
+    )
     serve.set_defaults(handler=_serve)
 
     users = subparsers.add_parser("users", help="manage users and their tokens")
@@ -65,8 +75,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = ServerConfig(host=args.host, port=args.port, data_dir=args.data, app=args.app)
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data,
+        app=args.app,
+        reference=args.reference,
+        progress=True,
+    )
     return asyncio.run(_run_server(config))
+
+
+def _compile_note(config: ServerConfig) -> str | None:
+    """A line for stderr when the default app's emulators still have to be compiled."""
+    if config.reference or config.app not in APP_NAMES:
+        return None  # the server itself reports an unknown app
+    from simulacra.apps.emulation import segment_summary
+
+    app_cls = get_app(config.app)
+    missing = [s.segment for s in segment_summary(app_cls, config.data_dir) if not s.compiled]
+    if not missing:
+        return None
+    where = Path(config.data_dir) / "emulators" / app_cls.name
+    return (
+        f"simulacra: compiling {len(missing)} segment(s) of {config.app} into emulators"
+        f" (first start; cached in {where})"
+    )
 
 
 async def _run_server(config: ServerConfig) -> int:
@@ -81,13 +115,32 @@ async def _run_server(config: ServerConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal, sig)
-    async with Server(config) as server:
+    note = await asyncio.to_thread(_compile_note, config)
+    if note:
+        print(note, file=sys.stderr, flush=True)
+    server = Server(config)
+    # Ctrl-C during a first start's compile stops at once, not after it.
+    starting = asyncio.create_task(server.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        print("simulacra: interrupted while starting", file=sys.stderr, flush=True)
+        return 130
+    stopping.cancel()
+    starting.result()  # a failed start raises its one-line error here
+    try:
+        mode = " (reference code)" if config.reference else ""
         print(
-            f"simulacra serving {config.app} at {server.url}/?token={server.admin_token}",
+            f"simulacra serving {config.app}{mode} at {server.url}/?token={server.admin_token}",
             flush=True,
         )
         await stop.wait()
         print("simulacra: shutting down", file=sys.stderr, flush=True)
+    finally:
+        await server.close()
     return 0
 
 

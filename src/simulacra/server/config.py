@@ -29,6 +29,10 @@ class ServerConfig:
     max_sessions: int = 256  # app sessions kept in memory, idle ones are evicted first
     dictionary_slots: int = 4096  # tile dictionary size offered in Welcome
     tile_cache_entries: int = 65536  # shared TileEncodeCache bound
+    reference: bool = False  # run apps on their reference code instead of the emulators
+    progress: bool = False  # progress bars (stderr) while compiling emulators
+    compile_wait: float = 120.0  # seconds a Hello may wait for its app's emulators to compile
+    refresh_interval: float = 1.0  # seconds between checks for patched emulators
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -37,6 +41,8 @@ class ServerConfig:
             raise ConfigError("host must not be empty")
         if self.hello_timeout <= 0:
             raise ConfigError(f"hello_timeout must be positive, got {self.hello_timeout}")
+        if self.compile_wait <= 0 or self.refresh_interval <= 0:
+            raise ConfigError("compile_wait and refresh_interval must be positive")
         if self.frame_window < 1:
             raise ConfigError(f"frame_window must be >= 1, got {self.frame_window}")
         if not isinstance(self.data_dir, Path):

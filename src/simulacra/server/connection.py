@@ -5,7 +5,8 @@
     carrier (ws binary frame | data channel message)
         │ feed(bytes)
         ▼
-    ServerConnection (sans-I/O) ─► Hello  ─► SessionManager.get ─► Welcome, join as viewer
+    ServerConnection (sans-I/O) ─► Hello  ─► (app's emulators still compiling? wait, bounded)
+                                          ─► SessionManager.get ─► Welcome, join as viewer
                                    Input  ─► session.submit_input   (view role: Error 403)
                                    Ack    ─► session.ack
                                    Resync ─► session.resync
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from simulacra.errors import NotFound, SimulacraError
+from simulacra.errors import NotFound, ProtocolError, SimulacraError
 from simulacra.protocol.messages import (
     TILE_SIZE,
     Ack,
@@ -39,7 +40,7 @@ from simulacra.protocol.messages import (
 )
 from simulacra.protocol.session import ServerConnection, error_code_for
 from simulacra.protocol.wire import encode_message
-from simulacra.server.sessions import AppSession, SessionManager, Viewer
+from simulacra.server.sessions import AppRunners, AppSession, SessionManager, Viewer
 from simulacra.server.store import User
 
 __all__ = ["Transport", "LinkContext", "Link", "close_code", "CLOSE_REASONS"]
@@ -68,12 +69,18 @@ class Transport(Protocol):
 
     def close(self, code: int, reason: str) -> None: ...
 
+    def supports_video(self) -> bool: ...
+
+    def attach_video(self, session: AppSession) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class LinkContext:
     """What every link of one server shares."""
 
     sessions: SessionManager
+    runners: AppRunners
+    compile_wait: float  # seconds a Hello may wait for its app's emulators
     default_app: str
     apps: tuple[str, ...]
     hello_timeout: float
@@ -99,7 +106,9 @@ class Link:
         self.session: AppSession | None = None
         self.viewer: Viewer | None = None
         self.closed = asyncio.Event()
+        self.hello: Hello | None = None
         self._hello_timer: asyncio.TimerHandle | None = None
+        self._pending_join: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._hello_timer = asyncio.get_running_loop().call_later(
@@ -110,6 +119,9 @@ class Link:
 
     def congested(self) -> bool:
         return self.transport.buffered() > self.ctx.max_send_buffer
+
+    def buffered(self) -> int:
+        return self.transport.buffered()
 
     def send_message(self, msg: Message) -> None:
         if self.closed.is_set():
@@ -187,12 +199,49 @@ class Link:
             self.close(1000, "client error")
 
     def _hello(self, hello: Hello) -> None:
+        self.hello = hello
         if self._hello_timer is not None:
             self._hello_timer.cancel()
             self._hello_timer = None
         app = hello.app or self.ctx.default_app
         if app not in self.ctx.apps:
             raise NotFound(f"unknown app {app!r}; known apps: {', '.join(self.ctx.apps)}")
+        if hello.mode == "video" and not self.transport.supports_video():
+            raise ProtocolError(
+                "video mode needs transport=webrtc and an offer with a video m-line"
+            )
+        if self.ctx.runners.ready(app):
+            self._join(hello, app)
+        else:
+            self._pending_join = asyncio.get_running_loop().create_task(
+                self._join_when_built(hello, app), name=f"hello {self.user.name} {app}"
+            )
+
+    async def _join_when_built(self, hello: Hello, app: str) -> None:
+        """The app's emulators are compiling: wait for them, but not forever."""
+        try:
+            async with asyncio.timeout(self.ctx.compile_wait):
+                await self.ctx.runners.wait(app)
+        except TimeoutError:
+            self.abort(
+                500,
+                f"app {app} is still compiling its emulators (first start); try again shortly",
+            )
+            return
+        except Exception as exc:
+            self.abort(500, f"app {app} is unavailable: {exc}")
+            return
+        if self.closed.is_set():
+            return
+        try:
+            self._join(hello, app)
+        except SimulacraError as exc:
+            self.fail(exc)
+        except Exception as exc:
+            log.exception("link of %s failed", self.user.name)
+            self.fail(exc)
+
+    def _join(self, hello: Hello, app: str) -> None:
         session = self.ctx.sessions.get(self.user.name, app, hello.session)
         welcome = Welcome(
             session=session.name,
@@ -207,11 +256,13 @@ class Link:
         )
         self.transport.write(self.conn.send(welcome))
         self.session = session
-        self.viewer = session.join(self, self.user.name, self.user.role)
+        self.viewer = session.join(self, self.user.name, self.user.role, hello.mode)
+        if hello.mode == "video":
+            self.transport.attach_video(session)
 
     def _hello_timeout(self) -> None:
         self._hello_timer = None
-        if self.closed.is_set() or self.session is not None:
+        if self.closed.is_set() or self.hello is not None:
             return
         err = Error(code=ErrorCode.MALFORMED, message="no Hello within the hello timeout")
         self.transport.write(encode_message(err))
@@ -227,6 +278,10 @@ class Link:
         if self._hello_timer is not None:
             self._hello_timer.cancel()
             self._hello_timer = None
+        if self._pending_join is not None:
+            if self._pending_join is not asyncio.current_task():
+                self._pending_join.cancel()
+            self._pending_join = None
         if self.session is not None and self.viewer is not None:
             self.session.leave(self.viewer)
         self.transport.close(code, reason)

@@ -5,7 +5,10 @@
     signaling  {"type":"offer","sdp"} ─► PeerSession.answer ─► setRemote, createAnswer,
                                                               setLocal (all candidates gathered)
                ◄── {"type":"answer","sdp"}
+    offer has a video m-line ─► SessionVideoTrack on a sendonly VP8 transceiver (before answering)
     client's data channel "sim" opens ─► Link(DataChannelTransport) ─► protocol runs on it
+    Hello(mode="video") ─► track.attach(session) ─► recv(): session.framebuffer ─► VP8 (aiortc)
+                           paced at the app's tick rate (VIDEO_FPS for apps without ticks)
     channel close | ICE/DTLS failed | signaling socket closed | link closed
         ─► PeerSession.close: link left, channel closed (queued bytes first), pc.close(),
            signaling socket closed, peer unregistered
@@ -16,22 +19,102 @@ Every way out goes through ``close``, so ``Server.peer_count`` returns to 0.
 from __future__ import annotations
 
 import asyncio
+import fractions
 import logging
 from collections.abc import Callable
 
-from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from av import VideoFrame
 
 from simulacra.errors import ProtocolError
 from simulacra.server.connection import Link, LinkContext
+from simulacra.server.sessions import AppSession
 from simulacra.server.store import User
 
-__all__ = ["DATA_CHANNEL_LABEL", "MAX_SDP_CHARS", "DataChannelTransport", "PeerSession"]
+__all__ = [
+    "DATA_CHANNEL_LABEL",
+    "MAX_SDP_CHARS",
+    "VIDEO_CLOCK_RATE",
+    "VIDEO_FPS",
+    "DataChannelTransport",
+    "PeerSession",
+    "SessionVideoTrack",
+    "offers_video",
+]
 
 log = logging.getLogger("simulacra.server.peers")
 
 DATA_CHANNEL_LABEL = "sim"
 MAX_SDP_CHARS = 64 * 1024
 _DRAIN_S = 1.0  # how long a closing channel may take to deliver its last bytes (an Error)
+VIDEO_CLOCK_RATE = 90_000  # RTP clock of video payloads
+VIDEO_FPS = 30.0  # frame rate of the video track for apps that only change on input
+
+
+def offers_video(sdp: str) -> bool:
+    """Whether an SDP offer has a video m-line."""
+    return any(line.startswith("m=video ") for line in sdp.splitlines())
+
+
+class SessionVideoTrack(MediaStreamTrack):
+    """A session's framebuffer as video: aiortc calls ``recv`` and encodes VP8 off the loop.
+
+    Until a Hello in video mode attaches a session, ``recv`` waits. Frames are
+    paced on the RTP clock at the app's tick rate, so pts advance steadily.
+    """
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: AppSession | None = None
+        self.frames_sent = 0
+        self._attached = asyncio.Event()
+        self._start = 0.0
+        self._pts = -1
+
+    def attach(self, session: AppSession) -> None:
+        self.session = session
+        self._attached.set()
+
+    def stop(self) -> None:
+        super().stop()
+        self._attached.set()  # wake a recv still waiting for a session
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._attached.wait()
+        session = self.session
+        if self.readyState != "live" or session is None:
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        rate = session.tick_hz if session.tick_hz > 0 else VIDEO_FPS
+        if self._pts < 0:
+            self._start, self._pts = loop.time(), 0
+        else:
+            self._pts += max(1, round(VIDEO_CLOCK_RATE / rate))
+            # Pacing, not waiting for state: the encoder pulls frames as fast as we give them.
+            delay = self._start + self._pts / VIDEO_CLOCK_RATE - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        fb = session.framebuffer
+        if fb is None:
+            fb = np.zeros((session.height, session.width, 3), dtype=np.uint8)
+        frame = VideoFrame.from_ndarray(fb, format="rgb24")
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+        self.frames_sent += 1
+        return frame
 
 
 class DataChannelTransport:
@@ -54,6 +137,13 @@ class DataChannelTransport:
     def buffered(self) -> int:
         return int(self.channel.bufferedAmount)
 
+    def supports_video(self) -> bool:
+        return self.peer.video_track is not None
+
+    def attach_video(self, session: AppSession) -> None:
+        assert self.peer.video_track is not None
+        self.peer.video_track.attach(session)
+
     def close(self, code: int, reason: str) -> None:
         self.peer.close(code, reason)
 
@@ -74,6 +164,7 @@ class PeerSession:
         self.pc: RTCPeerConnection | None = None
         self.channel: RTCDataChannel | None = None
         self.link: Link | None = None
+        self.video_track: SessionVideoTrack | None = None
         self._on_link = on_link
         self._on_closed = on_closed
         self._closing: asyncio.Task[None] | None = None
@@ -93,6 +184,15 @@ class PeerSession:
         pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)
+        if offers_video(offer_sdp):
+            # Added before the offer is applied, so the offer's video m-line takes this
+            # transceiver and its codec preference: VP8 only.
+            self.video_track = SessionVideoTrack()
+            transceiver = pc.addTransceiver(self.video_track, direction="sendonly")
+            vp8 = [
+                c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"
+            ]
+            transceiver.setCodecPreferences(vp8)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             answer = await pc.createAnswer()
@@ -129,7 +229,7 @@ class PeerSession:
         channel.on("close", on_close)
 
     def _hello_timeout(self) -> None:
-        if self.link is None or self.link.session is None:
+        if self.link is None or self.link.hello is None:
             self.close(4408, "4408 hello timeout")
 
     def close(self, code: int = 1000, reason: str = "") -> asyncio.Task[None]:
@@ -153,6 +253,8 @@ class PeerSession:
                     await asyncio.wait_for(self._channel_closed.wait(), _DRAIN_S)
                 except TimeoutError:
                     pass
+            if self.video_track is not None:
+                self.video_track.stop()
             if self.pc is not None:
                 await self.pc.close()
         except Exception:

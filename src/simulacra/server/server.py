@@ -8,13 +8,32 @@
                                      /signal?token=T&transport=…  (401 before any upgrade)
                     handler:         ws ─► serve_ws_link           (protocol on binary frames)
                                      webrtc ─► serve_webrtc_signaling ─► PeerSession
+               ─► AppRunners: the default app's emulators (compiled on first start, then
+                  loaded from data_dir/emulators); other apps' on their first Hello;
+                  a background task reloads patched segments every refresh_interval
                ─► SessionManager ─► AppSession per (user, app) or shared name
                ─► worker pool (app steps, renders, tile encoding: never on the event loop)
+
+``GET /api/status`` (``Authorization: Bearer T``) answers JSON::
+
+    {"version", "default_app", "connections", "peers",
+     "apps": {APP: {"state": "ready"|"compiling"|"failed"|"not loaded",
+                    "mode": "emulated"|"reference", "error"?,
+                    "segments"?: {SEGMENT: {"in_bits", "out_bits", "bytes", "packed_bytes",
+                                            "verified", "queries", "fallbacks", "version",
+                                            "patches": [{"version", "count", "pairs"}]}}}},
+     "sessions": [{"name", "app", "shared", "frame_version", "viewer_bytes_bound",
+                   "viewers" (a count), "viewer_memory": [{"user", "role", "mode", "bytes",
+                                                           "in_flight"}]}]}
+
+``bytes`` of a viewer is what the server holds for it (encoder and transport
+buffers); it never exceeds ``viewer_bytes_bound``, however stalled the viewer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import weakref
@@ -28,12 +47,12 @@ from websockets.asyncio.server import serve
 from websockets.http11 import Request, Response
 
 from simulacra import __version__
-from simulacra.apps import APP_NAMES, get_app
-from simulacra.apps.base import App
+from simulacra.apps import APP_NAMES
 from simulacra.codecs.display import TileEncodeCache
 from simulacra.errors import ConfigError
 from simulacra.protocol.messages import Bye
 from simulacra.protocol.wire import MAX_MESSAGE_BYTES
+from simulacra.server.api import FILES_API_PATH, FilesApi
 from simulacra.server.auth import bearer_token, query_params
 from simulacra.server.config import ServerConfig
 from simulacra.server.connection import Link, LinkContext
@@ -45,7 +64,12 @@ from simulacra.server.http import (
     to_response,
 )
 from simulacra.server.peers import PeerSession
-from simulacra.server.sessions import SessionManager
+from simulacra.server.sessions import (
+    AppRunners,
+    RunnerLoader,
+    SessionManager,
+    viewer_memory_bound,
+)
 from simulacra.server.signaling import serve_webrtc_signaling, serve_ws_link
 from simulacra.server.store import Store, User
 
@@ -59,8 +83,22 @@ _TRANSPORTS = ("webrtc", "ws")
 class Server:
     """HTTP + signaling + app sessions; ``async with Server(cfg) as srv`` runs it."""
 
-    def __init__(self, config: ServerConfig, *, web_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        web_root: Path | None = None,
+        load_runner: RunnerLoader | None = None,
+    ) -> None:
         self.config = config
+        # load_runner replaces load_or_compile_segments (tests use it to hold a build back).
+        self.runners = AppRunners(
+            config.data_dir,
+            reference=config.reference,
+            progress=config.progress,
+            load=load_runner,
+        )
+        self._refresher: asyncio.Task[None] | None = None
         self.web_root = web_root if web_root is not None else default_web_root()
         self.admin_token = ""
         self.store: Store | None = None
@@ -75,6 +113,7 @@ class Server:
             weakref.WeakKeyDictionary()
         )
         self._ctx: LinkContext | None = None
+        self.files_api: FilesApi | None = None
         self._port = 0
 
     # -- lifecycle -----------------------------------------------------------
@@ -92,12 +131,19 @@ class Server:
             raise ConfigError(f"unknown app {cfg.app!r}; known apps: {', '.join(APP_NAMES)}")
         self.store = await asyncio.to_thread(Store, cfg.data_dir)
         self.admin_token = await asyncio.to_thread(self.store.ensure_admin)
+        try:
+            # The default app is ready before the port opens; others build on first use.
+            await self.runners.wait(cfg.app)
+        except BaseException:
+            await self._release()
+            raise
+        self.files_api = await asyncio.to_thread(FilesApi.open, cfg.data_dir)
         # Sessions take turns on a few threads; each session runs one job at a time, in order.
         self._executor = ThreadPoolExecutor(
             max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="simulacra-session"
         )
         self.sessions = SessionManager(
-            make_app=_make_app,
+            make_app=self.runners.make_app,
             executor=self._executor,
             frame_window=cfg.frame_window,
             max_pending=cfg.max_pending_messages,
@@ -107,6 +153,8 @@ class Server:
         )
         self._ctx = LinkContext(
             sessions=self.sessions,
+            runners=self.runners,
+            compile_wait=cfg.compile_wait,
             default_app=cfg.app,
             apps=APP_NAMES,
             hello_timeout=cfg.hello_timeout,
@@ -129,7 +177,18 @@ class Server:
             await self._release()
             raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from exc
         self._port = next(iter(self._ws.sockets)).getsockname()[1]
+        self._refresher = asyncio.get_running_loop().create_task(
+            self._refresh_forever(), name="emulator refresh"
+        )
         self.ready = True
+
+    async def _refresh_forever(self) -> None:
+        """Pick up ``simulacra apps patch`` from other processes while running."""
+        while True:
+            await asyncio.sleep(self.config.refresh_interval)
+            for app in await self.runners.refresh():
+                if self.sessions is not None:
+                    self.sessions.redraw(app)
 
     async def close(self) -> None:
         self.ready = False
@@ -145,11 +204,19 @@ class Server:
         await self._release()
 
     async def _release(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
         if self.sessions is not None:
             await self.sessions.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        if self.files_api is not None:
+            self.files_api.close()
+            self.files_api = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -183,11 +250,23 @@ class Server:
     def connection_count(self) -> int:
         return len(self._links)
 
-    def status(self) -> dict[str, Any]:
-        sessions = self.sessions.sessions.values() if self.sessions is not None else ()
+    def viewer_memory_bound(self, app: str) -> int:
+        """Bytes one viewer of ``app`` may make the server hold, however stalled it is."""
+        app_cls = self.runners.app_class(app)
+        cfg = self.config
+        return viewer_memory_bound(
+            app_cls.width,
+            app_cls.height,
+            dictionary_slots=cfg.dictionary_slots,
+            max_send_buffer=cfg.max_send_buffer,
+        )
+
+    def status(self, apps: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What ``GET /api/status`` answers; ``apps`` (patch manifests: blocking) read apart."""
+        sessions = list(self.sessions.sessions.values()) if self.sessions is not None else []
         return {
             "version": __version__,
-            "apps": list(APP_NAMES),
+            "apps": apps if apps is not None else self.runners.status(APP_NAMES),
             "default_app": self.config.app,
             "sessions": [
                 {
@@ -195,6 +274,17 @@ class Server:
                     "app": s.app_name,
                     "shared": s.key[0] == "shared",
                     "viewers": len(s.viewers),
+                    "viewer_memory": [
+                        {
+                            "user": v.user,
+                            "role": v.role,
+                            "mode": v.mode,
+                            "bytes": v.nbytes,
+                            "in_flight": v.in_flight,
+                        }
+                        for v in list(s.viewers)
+                    ],
+                    "viewer_bytes_bound": self.viewer_memory_bound(s.app_name),
                     "frame_version": s.version,
                 }
                 for s in sessions
@@ -212,9 +302,9 @@ class Server:
 
     async def _process_request(self, ws: WsConnection, request: Request) -> Response | None:
         path, params = query_params(request.path)
-        if path == "/signal":
-            carrier = params.get("transport", "webrtc")
-            if carrier not in _TRANSPORTS:
+        if path in ("/signal", FILES_API_PATH):  # FILES_API_PATH: the files API (server/api.py)
+            carrier = params.get("transport", "webrtc") if path == "/signal" else "api"
+            if path == "/signal" and carrier not in _TRANSPORTS:
                 return to_response(text_reply(400, "transport must be webrtc or ws"))
             token = params.get("token")
             if not token:
@@ -235,7 +325,8 @@ class Server:
             user = await self._authenticate(bearer_token(request.headers))
             if user is None:
                 return to_response(text_reply(401, "invalid or missing bearer token"))
-            return to_response(json_reply(self.status()))
+            apps = await asyncio.to_thread(self.runners.status, APP_NAMES)
+            return to_response(json_reply(self.status(apps)))
         if path.startswith("/api/"):
             return to_response(text_reply(404, f"not found: {path[:200]}"))
         return to_response(await asyncio.to_thread(static_reply, self.web_root, path))
@@ -248,7 +339,9 @@ class Server:
             await ws.close(4401, "4401 invalid token")
             return
         user, carrier = found
-        if carrier == "ws":
+        if carrier == "api" and self.files_api is not None:
+            await self.files_api.serve(ws, user.name)
+        elif carrier == "ws":
             await serve_ws_link(ws, self._ctx, user, self._links.add)
         else:
             await serve_webrtc_signaling(
@@ -259,7 +352,3 @@ class Server:
                 on_peer=self._peers.add,
                 on_peer_closed=self._peers.discard,
             )
-
-
-def _make_app(name: str) -> App:
-    return get_app(name)()

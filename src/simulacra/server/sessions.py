@@ -15,6 +15,18 @@
 Only the session loop touches a session's state, framebuffer and viewers'
 encoders, so no locks guard them. A viewer whose window is full is skipped and
 gets the latest framebuffer (diffed against what it holds) on its next Ack.
+
+Apps run through emulators: ``AppRunners`` builds one ``EmulatedRunner`` per
+app class, off the loop, and every session of that app shares it::
+
+    AppRunners.wait("2048") ─► to_thread(load_or_compile_segments) ─► EmulatedRunner
+                                (compiles once, then data_dir/emulators answers)
+    SessionManager.get ─► app_cls(runner=runner) ─► step/render query the emulators
+    every refresh_interval: to_thread(runner.refresh) ─► patched segments swapped in,
+                            sessions of that app redraw
+
+A viewer in video mode gets its picture from a video track (``peers.py``); its
+Frames carry no tiles and only answer its inputs (see docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -22,25 +34,58 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from simulacra.apps.base import App, InputEvent
+from simulacra.apps import get_app
+from simulacra.apps.base import App, InputEvent, SegmentRunner, reference_runner
 from simulacra.codecs.display import FrameEncoder, TileEncodeCache, framebuffer_checksum
-from simulacra.errors import PayloadTooBig
+from simulacra.errors import NotFound, PayloadTooBig, SimulacraError
 from simulacra.protocol.messages import Frame, Input, Message
+from simulacra.protocol.wire import MAX_MESSAGE_BYTES
 
-__all__ = ["FrameSink", "Viewer", "AppSession", "SessionKey", "SessionManager"]
+__all__ = [
+    "FrameSink",
+    "Viewer",
+    "AppSession",
+    "SessionKey",
+    "SessionManager",
+    "AppRunners",
+    "RunnerLoader",
+    "encoder_memory_bound",
+    "viewer_memory_bound",
+]
 
 log = logging.getLogger("simulacra.server.sessions")
 
 SessionKey = tuple[str, str, str]  # ("private", user, app) or ("shared", app, name)
 _RETRY_S = 0.05  # how soon a viewer skipped for a congested transport is tried again
 _MAX_BATCH = 256  # events handled per render; bounds the latency of one pass
+_SMALL_MESSAGES = 64 * 1024  # Welcome, refusals: written only while the transport is not congested
+
+
+def encoder_memory_bound(width: int, height: int, *, dictionary_slots: int) -> int:
+    """Bytes a viewer's ``FrameEncoder`` may hold: its framebuffer, tile indexes, slots."""
+    tiles = (width // 16) * (height // 16)
+    return width * height * 3 + tiles * 8 + dictionary_slots * 256 + 4096
+
+
+def viewer_memory_bound(
+    width: int, height: int, *, dictionary_slots: int, max_send_buffer: int
+) -> int:
+    """Bytes the server may hold for one viewer, however stalled: encoder plus transport.
+
+    Nothing is written to a transport that buffers more than ``max_send_buffer``
+    (frames, refusals), and one write is at most one message.
+    """
+    encoder = encoder_memory_bound(width, height, dictionary_slots=dictionary_slots)
+    return encoder + max_send_buffer + MAX_MESSAGE_BYTES + _SMALL_MESSAGES
 
 
 class FrameSink(Protocol):
@@ -52,6 +97,8 @@ class FrameSink(Protocol):
 
     def abort(self, code: int, message: str) -> None: ...
 
+    def buffered(self) -> int: ...
+
 
 @dataclass(eq=False, slots=True)
 class Viewer:
@@ -61,6 +108,7 @@ class Viewer:
     user: str
     role: str
     encoder: FrameEncoder
+    mode: str = "tiles"  # "video": the picture goes by video track, Frames only answer inputs
     next_seq: int = 1
     acked: int = 0
     applied_input: int = 0  # highest Input seq of this viewer applied to the state
@@ -74,10 +122,15 @@ class Viewer:
     def in_flight(self) -> int:
         return self.next_seq - 1 - self.acked
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held for this viewer: its encoder and what its transport still buffers."""
+        return self.encoder.nbytes + self.sink.buffered()
+
 
 @dataclass(frozen=True, slots=True)
 class _Event:
-    kind: str  # "join" | "leave" | "input" | "ack" | "resync" | "stop"
+    kind: str  # "join" | "leave" | "input" | "ack" | "resync" | "redraw" | "stop"
     viewer: Viewer | None = None
     value: Any = None
 
@@ -135,11 +188,11 @@ class AppSession:
                 self._run(), name=f"session {self.name}"
             )
 
-    def join(self, sink: FrameSink, user: str, role: str) -> Viewer:
-        encoder = FrameEncoder(
-            self.width, self.height, dictionary_slots=self._slots, cache=self._cache
-        )
-        viewer = Viewer(sink=sink, user=user, role=role, encoder=encoder)
+    def join(self, sink: FrameSink, user: str, role: str, mode: str = "tiles") -> Viewer:
+        # A video viewer never gets tiles: a one-tile encoder keeps its memory tiny.
+        width, height = (self.width, self.height) if mode == "tiles" else (16, 16)
+        encoder = FrameEncoder(width, height, dictionary_slots=self._slots, cache=self._cache)
+        viewer = Viewer(sink=sink, user=user, role=role, encoder=encoder, mode=mode)
         self._put(_Event("join", viewer))
         return viewer
 
@@ -156,6 +209,10 @@ class AppSession:
 
     def resync(self, viewer: Viewer) -> None:
         self._put(_Event("resync", viewer))
+
+    def redraw(self) -> None:
+        """Render again (a segment's emulator was patched); viewers get what changed."""
+        self._events.put_nowait(_Event("redraw"))
 
     @property
     def idle(self) -> bool:
@@ -201,12 +258,13 @@ class AppSession:
                 if any(ev.kind == "stop" for ev in batch):
                     return
                 inputs = self._apply_events(batch)
+                redraw = any(ev.kind == "redraw" for ev in batch)
                 tick = period is not None and bool(self.viewers) and loop.time() >= next_tick
                 if tick:
                     assert period is not None
                     # Never try to catch up on missed ticks: a slow step lowers the rate.
                     next_tick = max(next_tick + period, loop.time())
-                if inputs or tick:
+                if inputs or tick or redraw:
                     await self._call(self._advance, inputs, tick)
                 await self._fan_out()
         except asyncio.CancelledError:
@@ -234,7 +292,8 @@ class AppSession:
         inputs: list[tuple[Viewer, Input]] = []
         for ev in batch:
             viewer = ev.viewer
-            assert viewer is not None
+            if viewer is None:  # redraw
+                continue
             if ev.kind != "leave":
                 viewer.pending -= 1
             if ev.kind == "join":
@@ -278,6 +337,8 @@ class AppSession:
             self.version += 1
 
     def _behind(self, v: Viewer) -> bool:
+        if v.mode == "video":
+            return v.answered_input < v.applied_input
         return (
             v.need_keyframe or v.sent_version < self.version or v.answered_input < v.applied_input
         )
@@ -302,7 +363,7 @@ class AppSession:
         for item in encoded:
             v = item.viewer
             v.next_seq += 1
-            v.need_keyframe = v.need_keyframe and not item.frame.keyframe
+            v.need_keyframe = v.need_keyframe and not item.frame.keyframe and v.mode == "tiles"
             v.sent_version = item.version
             v.answered_input = item.frame.input_seq
             if not v.left:
@@ -314,8 +375,11 @@ class AppSession:
         assert fb is not None
         out = []
         for v in viewers:
-            keyframe = v.need_keyframe
-            tiles = v.encoder.encode(fb, keyframe=keyframe)
+            if v.mode == "video":
+                keyframe, tiles = False, []
+            else:
+                keyframe = v.need_keyframe
+                tiles = v.encoder.encode(fb, keyframe=keyframe)
             frame = Frame(
                 seq=v.next_seq,
                 input_seq=v.applied_input,
@@ -381,6 +445,12 @@ class SessionManager:
                     return
         raise PayloadTooBig(f"server holds {self.max_sessions} busy sessions")
 
+    def redraw(self, app: str) -> None:
+        """Every live session of ``app`` renders again (its emulators changed)."""
+        for session in self.sessions.values():
+            if session.app_name == app and not session.closed.is_set():
+                session.redraw()
+
     @property
     def viewer_count(self) -> int:
         return sum(len(s.viewers) for s in self.sessions.values())
@@ -389,3 +459,190 @@ class SessionManager:
         sessions = list(self.sessions.values())
         self.sessions.clear()
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+
+RunnerLoader = Callable[[type[App], Path, bool], SegmentRunner]
+_MAX_PATCH_PAIRS_SHOWN = 256  # per version in the status; the manifest has them all
+
+
+def _emulated_loader(app_cls: type[App], data_dir: Path, progress: bool) -> SegmentRunner:
+    from simulacra.apps.emulation import load_or_compile_segments
+
+    return load_or_compile_segments(app_cls, data_dir, progress=progress)
+
+
+def _reference_loader(app_cls: type[App], data_dir: Path, progress: bool) -> SegmentRunner:
+    return reference_runner(app_cls.segments)
+
+
+class AppRunners:
+    """One ``SegmentRunner`` per app, built once off the event loop and shared by its sessions.
+
+    ``load(app_cls, data_dir, progress)`` is blocking (it may compile for a while);
+    it runs in a thread. A failed build is forgotten, so the next request retries.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        reference: bool = False,
+        progress: bool = False,
+        load: RunnerLoader | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.mode = "reference" if reference else "emulated"
+        self._progress = progress
+        self._load: RunnerLoader = load or (_reference_loader if reference else _emulated_loader)
+        self._runners: dict[str, SegmentRunner] = {}
+        self._classes: dict[str, type[App]] = {}
+        self._building: dict[str, asyncio.Task[SegmentRunner]] = {}
+        self._errors: dict[str, str] = {}
+
+    def ready(self, app: str) -> bool:
+        return app in self._runners
+
+    def runner(self, app: str) -> SegmentRunner:
+        """The runner of an app already built (``wait`` first)."""
+        try:
+            return self._runners[app]
+        except KeyError:
+            raise NotFound(f"app {app!r} has no runner yet") from None
+
+    def app_class(self, app: str) -> type[App]:
+        return self._classes.get(app) or get_app(app)
+
+    def make_app(self, app: str) -> App:
+        return self._classes[app](runner=self.runner(app))
+
+    async def wait(self, app: str) -> SegmentRunner:
+        """The app's runner; the first caller starts the build, the others wait on it."""
+        found = self._runners.get(app)
+        if found is not None:
+            return found
+        task = self._building.get(app)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._build(app), name=f"build {app}")
+            # Every waiter may have given up; the failure is kept in _errors, not lost.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._building[app] = task
+        # A waiter that gives up must not cancel the build the others share.
+        return await asyncio.shield(task)
+
+    async def _build(self, app: str) -> SegmentRunner:
+        try:
+            app_cls = get_app(app)
+            runner = await _in_daemon_thread(
+                f"build {app}", self._load, app_cls, self.data_dir, self._progress
+            )
+        except Exception as exc:
+            self._errors[app] = str(exc) or type(exc).__name__
+            if not isinstance(exc, SimulacraError):
+                log.exception("building the runner of %s failed", app)
+            raise
+        finally:
+            self._building.pop(app, None)
+        self._errors.pop(app, None)
+        self._classes[app] = app_cls
+        self._runners[app] = runner
+        return runner
+
+    async def refresh(self) -> list[str]:
+        """Reload patched segments of every built runner (off the loop); apps that changed."""
+        changed = []
+        for app, runner in list(self._runners.items()):
+            refresh = getattr(runner, "refresh", None)
+            if refresh is None:
+                continue
+            try:
+                names = await asyncio.to_thread(refresh)
+            except (SimulacraError, OSError) as exc:
+                log.warning("reloading the emulators of %s failed: %s", app, exc)
+                continue
+            if names:
+                log.info("app %s: patched segments reloaded: %s", app, ", ".join(names))
+                changed.append(app)
+        return changed
+
+    def state(self, app: str) -> str:
+        if app in self._runners:
+            return "ready"
+        if app in self._building:
+            return "compiling"
+        if app in self._errors:
+            return "failed"
+        return "not loaded"
+
+    def status(self, apps: tuple[str, ...]) -> dict[str, Any]:
+        """Per app and segment: sizes, verification, queries, fallbacks, patches (blocking)."""
+        out: dict[str, Any] = {}
+        for app in apps:
+            entry: dict[str, Any] = {"state": self.state(app), "mode": self.mode}
+            if app in self._errors:
+                entry["error"] = self._errors[app]
+            runner = self._runners.get(app)
+            if runner is not None:
+                entry["segments"] = _segments_status(self._classes[app], runner)
+            out[app] = entry
+        return out
+
+
+async def _in_daemon_thread(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a daemon thread: Ctrl-C during a long first compile exits at once.
+
+    (A pool thread would hold the process until the compile ends; cache files are
+    written by rename, so an interrupted compile leaves nothing half-written.)
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(outcome: BaseException | None, value: Any) -> None:
+        if future.done():
+            return
+        if outcome is not None:
+            future.set_exception(outcome)
+        else:
+            future.set_result(value)
+
+    def work() -> None:
+        try:
+            value, outcome = fn(*args), None
+        except BaseException as exc:
+            value, outcome = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, outcome, value)
+        except RuntimeError:
+            pass  # the loop is gone: nobody waits any more
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return await future
+
+
+def _segments_status(app_cls: type[App], runner: SegmentRunner) -> dict[str, Any]:
+    emulators: dict[str, Any] = getattr(runner, "emulators", {})
+    stats: dict[str, dict[str, int]] = runner.stats() if hasattr(runner, "stats") else {}
+    segments: dict[str, Any] = {}
+    for seg in app_cls.segments:
+        emu = emulators.get(seg.name)
+        stat = stats.get(seg.name, {})
+        report = emu.report() if emu is not None else {}
+        verified = report.get("verified", {})
+        entry: dict[str, Any] = {
+            "in_bits": seg.in_bits,
+            "out_bits": seg.out_bits,
+            "bytes": int(emu.nbytes) if emu is not None else None,
+            "packed_bytes": -(-(1 << seg.in_bits) * seg.out_bits // 8),
+            "verified": verified.get("kind", "none") if isinstance(verified, dict) else None,
+            "queries": stat.get("queries", 0),
+            "fallbacks": stat.get("fallbacks", 0),
+            "version": stat.get("version", 0),
+            "patches": [],
+        }
+        if emu is not None and hasattr(runner, "patches"):
+            for v in runner.patches(seg.name):
+                pairs = [list(p) for p in v.patches[:_MAX_PATCH_PAIRS_SHOWN]]
+                entry["patches"].append(
+                    {"version": v.version, "count": len(v.patches), "pairs": pairs}
+                )
+        segments[seg.name] = entry
+    return segments

@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from simulacra.errors import ProtocolError
 from simulacra.server.connection import Link, LinkContext
 from simulacra.server.peers import PeerSession
+from simulacra.server.sessions import AppSession
 from simulacra.server.store import User
 
 __all__ = ["WsTransport", "serve_ws_link", "serve_webrtc_signaling", "MAX_SEND_QUEUE"]
@@ -59,6 +60,12 @@ class WsTransport:
         transport = self.ws.transport
         pending = transport.get_write_buffer_size() if transport is not None else 0
         return self._queued_bytes + pending
+
+    def supports_video(self) -> bool:
+        return False
+
+    def attach_video(self, session: AppSession) -> None:
+        raise AssertionError("video mode is refused on the ws transport")
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
