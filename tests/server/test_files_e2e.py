@@ -10,7 +10,6 @@ import asyncio
 import io
 import secrets
 
-import pytest
 from server_testkit import DEADLINE_S, running_server, ws_url
 from websockets.asyncio.client import connect
 
@@ -113,13 +112,6 @@ async def test_download_recipient_gets_the_exact_bytes(tmp_path):
         assert got == data and info["rights"] == "download"
 
 
-def _viewer_routed() -> bool:
-    from simulacra.server import connection
-
-    return "open_viewer" in getattr(connection.LinkContext, "__dataclass_fields__", {})
-
-
-@pytest.mark.skipif(not _viewer_routed(), reason="Hello(app='viewer') hook not wired yet")
 async def test_open_over_the_stream_protocol(tmp_path):
     """The recipient's real connection: Hello(app="viewer", session=entry id), tiles only."""
     marker = secrets.token_hex(16).encode()

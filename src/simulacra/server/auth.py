@@ -38,8 +38,14 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def new_token() -> str:
-    """A fresh token: 24 random bytes, URL-safe base64 (32 characters)."""
-    return secrets.token_urlsafe(24)
+    """A fresh token: 24 random bytes, URL-safe base64 (32 characters).
+
+    Never starting with ``-``, so ``--token T`` parses as a flag and its value.
+    """
+    while True:
+        token = secrets.token_urlsafe(24)
+        if not token.startswith("-"):
+            return token
 
 
 def token_sha256(token: str) -> str:

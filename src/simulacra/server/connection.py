@@ -87,6 +87,8 @@ class LinkContext:
     max_send_buffer: int
     dictionary_slots: int
     on_closed: Callable[[Link], None]
+    # Hello(app="viewer", session=<entry id>) opens a shared file's picture (files API).
+    open_viewer: Callable[[str, str], AppSession] | None = None
 
 
 def close_code(code: int) -> tuple[int, str]:
@@ -176,7 +178,8 @@ class Link:
             self._hello(msg)
         elif isinstance(msg, Input):
             assert self.session is not None and self.viewer is not None
-            if self.user.role != "control":
+            # A view-role recipient may page through its own viewer session, nothing else.
+            if self.user.role != "control" and self.session.app_name != "viewer":
                 # Not fatal: the viewer keeps watching, it just may not steer. A flood
                 # of refused inputs gets no more replies than the transport can hold.
                 if not self.congested():
@@ -204,6 +207,9 @@ class Link:
             self._hello_timer.cancel()
             self._hello_timer = None
         app = hello.app or self.ctx.default_app
+        if app == "viewer" and self.ctx.open_viewer is not None:
+            self._join(hello, app)
+            return
         if app not in self.ctx.apps:
             raise NotFound(f"unknown app {app!r}; known apps: {', '.join(self.ctx.apps)}")
         if hello.mode == "video" and not self.transport.supports_video():
@@ -242,7 +248,10 @@ class Link:
             self.fail(exc)
 
     def _join(self, hello: Hello, app: str) -> None:
-        session = self.ctx.sessions.get(self.user.name, app, hello.session)
+        if app == "viewer" and self.ctx.open_viewer is not None:
+            session = self.ctx.open_viewer(self.user.name, hello.session)
+        else:
+            session = self.ctx.sessions.get(self.user.name, app, hello.session)
         welcome = Welcome(
             session=session.name,
             user=self.user.name,

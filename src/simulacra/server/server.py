@@ -49,7 +49,7 @@ from websockets.http11 import Request, Response
 from simulacra import __version__
 from simulacra.apps import APP_NAMES
 from simulacra.codecs.display import TileEncodeCache
-from simulacra.errors import ConfigError
+from simulacra.errors import ConfigError, NotFound
 from simulacra.protocol.messages import Bye
 from simulacra.protocol.wire import MAX_MESSAGE_BYTES
 from simulacra.server.api import FILES_API_PATH, FilesApi
@@ -66,6 +66,7 @@ from simulacra.server.http import (
 from simulacra.server.peers import PeerSession
 from simulacra.server.sessions import (
     AppRunners,
+    AppSession,
     RunnerLoader,
     SessionManager,
     viewer_memory_bound,
@@ -161,6 +162,7 @@ class Server:
             max_send_buffer=cfg.max_send_buffer,
             dictionary_slots=cfg.dictionary_slots,
             on_closed=self._links.discard,
+            open_viewer=self._open_viewer,
         )
         try:
             self._ws = await serve(
@@ -237,6 +239,12 @@ class Server:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self._port}"
+
+    def _open_viewer(self, user: str, entry_id: str) -> AppSession:
+        """The viewer session of ``user``'s entry: the picture of a shared file."""
+        if self.files_api is None or self.sessions is None:
+            raise NotFound("this server does not serve files")
+        return self.files_api.open_viewer(self.sessions, user, entry_id)
 
     def add_user(self, name: str, role: str = "control") -> str:
         assert self.store is not None, "start() first"
