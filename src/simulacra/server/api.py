@@ -103,6 +103,8 @@ class FilesApi:
         self.files = files
         self.idle_timeout = idle_timeout
         self._sockets: dict[str, set[_Socket]] = {}
+        # Set by the server when an MQTT bus runs: announces an inbox row to other nodes.
+        self.notify: Callable[[str, int], Awaitable[object]] | None = None
 
     @classmethod
     def open(cls, data_dir: Path, **kwargs: Any) -> FilesApi:
@@ -337,6 +339,8 @@ class FilesApi:
         reply = share.as_dict()
         if share.inbox is not None:
             reply["delivered"] = await self.push_inbox(share.inbox)
+            if self.notify is not None:  # the recipient may be connected to another node
+                await self.notify(share.inbox.user, share.inbox.id)
         return reply
 
     async def _op_revoke(self, sock: _Socket, rid: int, req: dict[str, Any]) -> dict[str, Any]:

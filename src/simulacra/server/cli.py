@@ -52,6 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_option(serve, "--port", default=8080, type=_port, help="TCP port; 0 picks a free one")
     _add_data(serve)
     add_option(serve, "--app", default="2048", help="app a client gets when it names none")
+    add_option(
+        serve,
+        "--mqtt",
+        default=None,
+        help="MQTT broker, mqtt://[user:pass@]host:port; 'off' for none; unset: embedded broker",
+    )
+    add_option(serve, "--node", default="", help="this node's name in MQTT topics (hostname-pid)")
     serve.add_argument(
         "--reference",
         action="store_true",
@@ -82,6 +89,8 @@ def _serve(args: argparse.Namespace) -> int:
         app=args.app,
         reference=args.reference,
         progress=True,
+        mqtt=args.mqtt,
+        node=args.node,
     )
     return asyncio.run(_run_server(config))
 

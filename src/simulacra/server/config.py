@@ -33,6 +33,8 @@ class ServerConfig:
     progress: bool = False  # progress bars (stderr) while compiling emulators
     compile_wait: float = 120.0  # seconds a Hello may wait for its app's emulators to compile
     refresh_interval: float = 1.0  # seconds between checks for patched emulators
+    mqtt: str | None = None  # None: embedded broker on loopback; "off": no MQTT; else mqtt://…
+    node: str = ""  # node name in MQTT topics; "" = <hostname>-<pid>
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

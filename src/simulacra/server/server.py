@@ -54,6 +54,7 @@ from simulacra.protocol.messages import Bye
 from simulacra.protocol.wire import MAX_MESSAGE_BYTES
 from simulacra.server.api import FILES_API_PATH, FilesApi
 from simulacra.server.auth import bearer_token, query_params
+from simulacra.server.bus import MQTT_OFF, BusConfig, MqttBus, Notification, default_node_name
 from simulacra.server.config import ServerConfig
 from simulacra.server.connection import Link, LinkContext
 from simulacra.server.http import (
@@ -115,6 +116,7 @@ class Server:
         )
         self._ctx: LinkContext | None = None
         self.files_api: FilesApi | None = None
+        self.bus: MqttBus | None = None
         self._port = 0
 
     # -- lifecycle -----------------------------------------------------------
@@ -179,6 +181,20 @@ class Server:
             await self._release()
             raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from exc
         self._port = next(iter(self._ws.sockets)).getsockname()[1]
+        if cfg.mqtt != MQTT_OFF:
+            try:
+                # Never waits on an external broker: it connects (and reconnects) in the background.
+                bus = MqttBus(
+                    BusConfig(cfg.mqtt, cfg.node or default_node_name(), cfg.data_dir, self.url),
+                    on_notification=self._on_notification,
+                )
+                await bus.start()
+            except BaseException:
+                await self.close()
+                raise
+            self.bus = bus
+            if self.files_api is not None:
+                self.files_api.notify = bus.notify
         self._refresher = asyncio.get_running_loop().create_task(
             self._refresh_forever(), name="emulator refresh"
         )
@@ -216,6 +232,9 @@ class Server:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        if self.bus is not None:
+            await self.bus.close()
+            self.bus = None
         if self.files_api is not None:
             self.files_api.close()
             self.files_api = None
@@ -299,7 +318,18 @@ class Server:
             ],
             "connections": self.connection_count,
             "peers": self.peer_count,
+            "mqtt": self.bus.status() if self.bus is not None else None,
         }
+
+    async def _on_notification(self, note: Notification) -> None:
+        """Another node announced an inbox row: push it to the user's sockets here, if any."""
+        api = self.files_api
+        if api is None or not api.online(note.user):
+            return  # not connected here; its next connect delivers it
+        items = await asyncio.to_thread(api.files.inbox, note.user, undelivered=False)
+        for item in items:
+            if item.id == note.inbox_id:
+                await api.push_inbox(item)
 
     # -- HTTP ------------------------------------------------------------------
 
