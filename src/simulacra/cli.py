@@ -36,7 +36,11 @@ _AREAS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="simulacra", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="simulacra",
+        description="Emulate applications with exact neural emulators and stream them to thin "
+        "clients as display deltas; share files by regeneration code.",
+    )
     parser.add_argument("--version", action="version", version=f"simulacra {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for area in _AREAS:
