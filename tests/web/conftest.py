@@ -2,18 +2,24 @@
 
 The JS modules are served to the page from ``src/simulacra/web`` through
 Playwright's request routing under a fake origin, so the codec tests need no
-server and no network at all.
+server and no network at all. End-to-end helpers live in ``browser_testkit``
+(importable from here: ``--import-mode=importlib`` puts no test dir on sys.path).
 """
 
 from __future__ import annotations
 
 import mimetypes
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -98,3 +104,14 @@ def js(js_page: Any) -> Callable[..., Any]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def emulator_cache(compiled_emulators: Any) -> Callable[[str], Path]:
+    """``cache(app)``: a data directory whose ``emulators/`` holds ``app``'s compiled segments.
+
+    The run's one compile per app (``compiled_emulators``, tests/conftest.py), copied
+    into each test's data directory (sand takes seconds, 2048 up to a minute on 2
+    busy cores: tests use sand).
+    """
+    return compiled_emulators.root

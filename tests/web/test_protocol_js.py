@@ -179,3 +179,29 @@ def test_fail_gives_error_bytes_and_closes(js: Any) -> None:
       return [toHex(bytes), c.state];
     """
     assert js("protocol.js", body) == [packed(6, 400, "bad frame"), "CLOSED"]
+
+
+def test_forbidden_error_while_streaming_keeps_the_stream(js: Any) -> None:
+    welcome = packed(2, "s", "viewer", "view", "2048", 512, 576, 16, 0, ["2048"])
+    body = """
+      const c = new m.ClientConnection();
+      c.send({type: 1, client: "t", app: "", session: "", mode: "tiles"});
+      c.receiveData(fromHex(arg[0]));
+      const refused = c.receiveData(fromHex(arg[1]));
+      const after403 = c.state;
+      c.receiveData(fromHex(arg[2]));
+      return [refused.code, after403, c.state];
+    """
+    forbidden = packed(6, 403, "view role: input refused")
+    gone = packed(6, 500, "server error")
+    assert js("protocol.js", body, [welcome, forbidden, gone]) == [403, "STREAMING", "CLOSED"]
+
+
+def test_forbidden_error_before_streaming_closes(js: Any) -> None:
+    body = """
+      const c = new m.ClientConnection();
+      c.send({type: 1, client: "t", app: "", session: "", mode: "tiles"});
+      c.receiveData(fromHex(arg));
+      return c.state;
+    """
+    assert js("protocol.js", body, packed(6, 403, "no")) == "CLOSED"

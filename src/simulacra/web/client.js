@@ -1,33 +1,39 @@
-// simulacra browser client: connect, reconstruct frames, send input.
+// simulacra browser client: connect, reconstruct frames, send input, reconnect.
 //
-//   WS /signal?token=T&transport=webrtc ── offer (all candidates) ──► server
-//        ◄── answer ── data channel "sim" opens ──► Hello ... (protocol.js)
-//   not open within 4 s (or ?transport=ws):
-//   WS /signal?token=T&transport=ws ── the same protocol on binary frames
-//
+//   token (?token=, this tab, or remembered) ─► GET /api/status (Bearer): 401 ─► connect form
+//        │ answered                                             unreachable ─► backoff
+//        ▼
+//   carriers.js: WebRTC data channel "sim" (or the WebSocket) ─► Hello(app, session) ... Welcome
 //   Frame ─► FrameDecoder.apply ─► crc32 == checksum ? Ack(seq) : Resync
-//                 └─► canvas (ImageData, dirty tiles)
-//   keys / swipes / pointer ─► Input(seq) ··· Frame.inputSeq >= seq ─► latency sample
+//                 └─► canvas (ImageData, dirty tiles; CSS-scaled, crisp)
+//   keys / swipes / pointer (≤ 60/s) / material picker ─► Input(seq)
+//   lost ─► "reconnecting in 1 s…" ─► 2 s ─► 4 s ... 15 s (backoff.js); refused ─► closed
 //
 // `window.simulacra` is a live view of the connection for people and tests;
-// its `state` goes connecting -> hello -> streaming -> closed (see closeReason).
+// its `state` goes connecting -> hello -> streaming -> reconnecting | closed.
 
+import { reconnectDelayMs, reconnectText } from "./backoff.js";
+import { connectWebRTC, connectWS } from "./carriers.js";
+import { FilesPanel } from "./files.js";
 import { ClientConnection, ErrorCode, MessageType, ProtocolError, State } from "./protocol.js";
+import { segmentSummary, segmentText } from "./segments.js";
 import { CodecError, FrameDecoder } from "./tiles.js";
 
-const CLIENT_AGENT = "simulacra-web/0.1";
-const WEBRTC_TIMEOUT_MS = 4000;
+const CLIENT_AGENT = "simulacra-web/0.2";
 const RESYNC_RETRY_MS = 2000;
 const LATENCY_WINDOW = 50;
 const MAX_PENDING_INPUTS = 1024;
 const SWIPE_MIN_PX = 30;
+const POINTER_INTERVAL_MS = 16; // at most ~60 pointer moves a second
+const HOLD_REPEAT_MS = 50; // a held, unmoving pointer repeats 20 times a second
+const STATUS_POLL_MS = 5000;
 const MAX_REASON_CHARS = 200; // the server caps free text at 1024 characters
+const TOKEN_KEY = "simulacra.token";
 
 const params = new URLSearchParams(location.search);
-const token = params.get("token") ?? "";
 const requestedTransport = params.get("transport");
 
-const KEYS = {
+const ARROWS = {
   ArrowLeft: "ArrowLeft",
   ArrowRight: "ArrowRight",
   ArrowUp: "ArrowUp",
@@ -36,6 +42,24 @@ const KEYS = {
   d: "ArrowRight",
   w: "ArrowUp",
   s: "ArrowDown",
+};
+
+// Per-app controls; the digit keys follow the sand app's own (1 sand ... 4 empty).
+const APP_TOOLS = {
+  sand: {
+    materials: [
+      ["sand", "1"],
+      ["water", "2"],
+      ["wall", "3"],
+      ["empty", "4"],
+    ],
+    initial: "sand",
+  },
+};
+
+// Keys an app reads besides the arrows, sent as they are.
+const APP_KEYS = {
+  viewer: new Set(["PageUp", "PageDown", "Home", "End", " "]),
 };
 
 const $ = (id) => document.getElementById(id);
@@ -49,6 +73,7 @@ const stats = {
   bytesReceived: 0,
   resyncs: 0,
   skippedFrames: 0,
+  inputs: { key: 0, pointer: 0, select: 0 },
 };
 
 const view = {
@@ -61,21 +86,35 @@ const view = {
   checksumOk: null,
   lastChecksum: null,
   role: "",
+  user: "",
   app: "",
+  apps: [],
   session: "",
   width: 0,
   height: 0,
+  scale: 1,
+  material: "",
+  reconnectAttempt: 0,
+  reconnectDelays: [],
+  segments: null,
   stats,
 };
 window.simulacra = view;
 
+let token = "";
+let wantedApp = params.get("app") ?? "";
+let wantedSession = params.get("session") ?? "";
+let generation = 0; // bumps on every (re)connect; callbacks of older ones do nothing
 let carrier = null;
 let conn = null;
 let decoder = null;
 let imageData = null;
 let inputSeq = 0;
+let inputRefused = ""; // the server's reason, once it refused this session's Input
 let awaitingKeyframe = false;
 let lastResyncAt = 0;
+let attempt = 0;
+let reconnectTimer = null;
 const pendingInputs = new Map();
 const latencies = [];
 const frameTimes = [];
@@ -87,6 +126,7 @@ function showStatus(text, cls) {
   const el = $("status");
   el.textContent = text;
   el.className = `status ${cls}`;
+  $("retry-now").hidden = cls !== "reconnecting";
 }
 
 function median(values) {
@@ -109,177 +149,187 @@ function refreshStats() {
   $("stat-kbps").textContent = stats.kBps.toFixed(1);
   $("stat-frames").textContent = String(view.frames);
   $("stat-mismatches").textContent = String(view.mismatches);
+  $("stat-segments").textContent = segmentText(view.segments);
 }
 setInterval(refreshStats, 500);
 
-// Integer scale when the window allows it, so pixels stay square and crisp.
+// An integer scale in device pixels, so every framebuffer pixel covers the same
+// square of screen pixels, when that wastes at most a quarter of the room
+// (a phone at 1.9x would otherwise show 1x); else the browser scales, with
+// image-rendering: pixelated. `view.scale` is device pixels per pixel.
+const INTEGER_SCALE_MIN_FILL = 0.75;
+
 function fitCanvas() {
   if (!view.width) return;
-  const stage = $("stage").getBoundingClientRect();
-  let scale = Math.min((stage.width - 16) / view.width, (stage.height - 16) / view.height);
-  if (scale >= 1) scale = Math.floor(scale);
-  scale = Math.max(scale, 0.1);
-  canvas.style.width = `${Math.round(view.width * scale)}px`;
-  canvas.style.height = `${Math.round(view.height * scale)}px`;
+  const box = $("screen-box").getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  const room = Math.min((box.width - 16) / view.width, (box.height - 16) / view.height) * dpr;
+  const whole = Math.floor(room);
+  const scale = Math.max(whole >= 1 && whole / room >= INTEGER_SCALE_MIN_FILL ? whole : room, 0.1);
+  view.scale = scale;
+  canvas.style.width = `${(view.width * scale) / dpr}px`;
+  canvas.style.height = `${(view.height * scale) / dpr}px`;
 }
-window.addEventListener("resize", fitCanvas);
+new ResizeObserver(fitCanvas).observe($("screen-box"));
+window.addEventListener("resize", fitCanvas); // a zoom changes devicePixelRatio, not the box
 
-// ---------------------------------------------------------------- carriers
+// ---------------------------------------------------------------- token
 
-function signalUrl(transport) {
-  const url = new URL("/signal", location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  url.search = new URLSearchParams({ token, transport }).toString();
-  return url.href;
-}
-
-function closeText(ev) {
-  if (ev.reason) return `${ev.code} ${ev.reason}`;
-  if (ev.code === 1006) return "signaling refused or lost (check the token)";
-  return `closed (${ev.code})`;
+function storedToken() {
+  return sessionStorage.getItem(TOKEN_KEY) ?? localStorage.getItem(TOKEN_KEY) ?? "";
 }
 
-function waitIceComplete(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const check = () => {
-      if (pc.iceGatheringState === "complete") {
-        pc.removeEventListener("icegatheringstatechange", check);
-        resolve();
-      }
-    };
-    pc.addEventListener("icegatheringstatechange", check);
+// The token lives in this tab (so a reload reconnects) and only in
+// localStorage when the user asked to be remembered.
+function keepToken(value, remember) {
+  sessionStorage.setItem(TOKEN_KEY, value);
+  if (remember) localStorage.setItem(TOKEN_KEY, value);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+function forgetToken() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(TOKEN_KEY);
+  if (params.has("token")) {
+    params.delete("token");
+    history.replaceState(null, "", `${location.pathname}?${params}`);
+  }
+}
+
+function askForToken(message) {
+  $("connect-error").textContent = message;
+  $("connect-token").value = "";
+  $("connect-remember").checked = localStorage.getItem(TOKEN_KEY) !== null;
+  const dialog = $("connect");
+  if (!dialog.open) dialog.showModal();
+  $("connect-token").focus();
+}
+
+$("connect-form").addEventListener("submit", (ev) => {
+  const value = $("connect-token").value.trim();
+  if (!value) {
+    ev.preventDefault();
+    return;
+  }
+  keepToken(value, $("connect-remember").checked);
+  token = value;
+  restart();
+});
+
+$("sign-out").addEventListener("click", () => {
+  forgetToken();
+  token = "";
+  teardown("signed out");
+  closeFinal("signed out");
+  files.signOut();
+  askForToken("");
+});
+
+// ---------------------------------------------------------------- app picker
+
+function setQuery(name, value) {
+  if (value) params.set(name, value);
+  else params.delete(name);
+  history.replaceState(null, "", `${location.pathname}?${params}`);
+}
+
+function fillAppPicker() {
+  const picker = $("app-picker");
+  const names = [...view.apps];
+  if (view.app && !names.includes(view.app)) names.push(view.app);
+  picker.replaceChildren(
+    ...names.map((name) => {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      return option;
+    }),
+  );
+  picker.value = view.app;
+  picker.disabled = names.length < 2;
+}
+
+/** Stream `app` (session "" = the user's own) instead; reconnects at once. */
+export function openApp(app, session = "") {
+  wantedApp = app;
+  wantedSession = session;
+  setQuery("app", app);
+  setQuery("session", session);
+  restart();
+}
+
+$("app-picker").addEventListener("change", (ev) => {
+  canvas.focus(); // arrows go to the app again, not to the picker
+  openApp(ev.target.value);
+});
+
+function showTools(app) {
+  const tools = APP_TOOLS[app];
+  $("tools").hidden = !tools;
+  const box = $("materials");
+  box.replaceChildren();
+  view.material = tools ? tools.initial : "";
+  if (!tools) return;
+  for (const [material, key] of tools.materials) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = `material m-${material}`;
+    button.dataset.material = material;
+    button.setAttribute("role", "radio");
+    button.title = `${material} (key ${key})`;
+    button.innerHTML = `<span class="swatch"></span>${material} <kbd>${key}</kbd>`;
+    button.addEventListener("click", () => selectMaterial(material));
+    box.append(button);
+  }
+  markMaterial();
+}
+
+function markMaterial() {
+  for (const button of $("materials").children) {
+    button.setAttribute("aria-checked", String(button.dataset.material === view.material));
+  }
+}
+
+function selectMaterial(material) {
+  view.material = material;
+  markMaterial();
+  sendInput("select", material, 0, 0, 0);
+  canvas.focus();
+}
+
+// ---------------------------------------------------------------- server status
+
+async function fetchStatus() {
+  const reply = await fetch("/api/status", {
+    headers: { Authorization: `Bearer ${token}` },
+    cache: "no-store",
   });
+  if (!reply.ok) return { code: reply.status, body: null };
+  let body = null;
+  try {
+    body = await reply.json();
+  } catch {
+    // A status that is not JSON only costs us the overlay's segment figures.
+  }
+  return { code: reply.status, body };
 }
 
-// A carrier is {kind, send(bytes), close(), onmessage(bytes), onclose(reason)}.
-// The server answering with an explicit refusal (error message, 44xx close)
-// is final: falling back to ws would only be refused again.
-function connectWebRTC() {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(signalUrl("webrtc"));
-    const pc = new RTCPeerConnection({ iceServers: [] });
-    const channel = pc.createDataChannel("sim");
-    channel.binaryType = "arraybuffer";
-    let open = false;
-    let closed = false;
-    const c = {
-      kind: "webrtc",
-      onmessage: () => {},
-      onclose: () => {},
-      send: (bytes) => channel.send(bytes),
-      close: () => {
-        closed = true;
-        channel.close();
-        pc.close();
-        ws.close(1000, "bye");
-      },
-    };
-    const fail = (reason, final = false) => {
-      if (open) {
-        if (!closed) {
-          closed = true;
-          c.close();
-          c.onclose(reason);
-        }
-        return;
-      }
-      if (closed) return;
-      closed = true;
-      clearTimeout(timer);
-      c.close();
-      const err = new Error(reason);
-      err.final = final;
-      reject(err);
-    };
-    const timer = setTimeout(
-      () => fail(`data channel not open within ${WEBRTC_TIMEOUT_MS / 1000} s`),
-      WEBRTC_TIMEOUT_MS,
-    );
-    ws.onopen = async () => {
-      try {
-        await pc.setLocalDescription(await pc.createOffer());
-        await waitIceComplete(pc);
-        ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
-      } catch (err) {
-        fail(`offer failed: ${err.message}`);
-      }
-    };
-    ws.onmessage = async (ev) => {
-      if (typeof ev.data !== "string") return;
-      let msg;
-      try {
-        msg = JSON.parse(ev.data);
-      } catch {
-        fail("signaling sent bad JSON", true);
-        return;
-      }
-      if (msg.type === "answer") {
-        try {
-          await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
-        } catch (err) {
-          fail(`bad answer: ${err.message}`);
-        }
-      } else if (msg.type === "error") {
-        fail(`${msg.code} ${msg.message}`, true);
-      }
-    };
-    // Once the channel is up the signaling socket has done its job: the
-    // session lives and dies with the data channel.
-    ws.onclose = (ev) => {
-      if (!open) fail(closeText(ev), ev.code >= 4000);
-    };
-    channel.onopen = () => {
-      if (closed) return;
-      open = true;
-      clearTimeout(timer);
-      resolve(c);
-    };
-    channel.onmessage = (ev) => {
-      if (ev.data instanceof ArrayBuffer) c.onmessage(new Uint8Array(ev.data));
-    };
-    channel.onclose = () => fail("data channel closed");
-    pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed") fail("WebRTC connection failed");
-    };
-  });
+function noteStatus(body) {
+  view.serverStatus = body;
+  view.segments = segmentSummary(body, view.app || wantedApp || body?.default_app || "");
+  refreshStats();
 }
 
-function connectWS() {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(signalUrl("ws"));
-    ws.binaryType = "arraybuffer";
-    let open = false;
-    const c = {
-      kind: "ws",
-      onmessage: () => {},
-      onclose: () => {},
-      send: (bytes) => ws.send(bytes),
-      close: () => ws.close(1000, "bye"),
-    };
-    ws.onopen = () => {
-      open = true;
-      resolve(c);
-    };
-    ws.onmessage = (ev) => {
-      if (ev.data instanceof ArrayBuffer) {
-        c.onmessage(new Uint8Array(ev.data));
-        return;
-      }
-      try {
-        const msg = JSON.parse(ev.data);
-        if (msg.type === "error") view.closeReason = `${msg.code} ${msg.message}`;
-      } catch {
-        // A text frame that is not JSON carries nothing we can act on.
-      }
-    };
-    ws.onclose = (ev) => {
-      const reason = view.closeReason || closeText(ev);
-      if (open) c.onclose(reason);
-      else reject(new Error(reason));
-    };
-  });
+async function refreshServerStatus() {
+  if (view.state !== "streaming" || !token) return;
+  try {
+    const { body } = await fetchStatus();
+    if (body) noteStatus(body);
+  } catch {
+    // The stream itself notices a lost server; the overlay just keeps its figures.
+  }
 }
+setInterval(refreshServerStatus, STATUS_POLL_MS);
 
 // ---------------------------------------------------------------- session
 
@@ -288,17 +338,65 @@ function send(msg) {
   carrier.send(conn.send(msg));
 }
 
-function close(reason) {
-  if (view.state === "closed") return;
-  view.state = "closed";
-  view.closeReason = reason;
-  showStatus(`closed: ${reason}`, "closed");
+function teardown(reason) {
+  generation += 1;
+  clearInterval(reconnectTimer);
+  reconnectTimer = null;
   if (carrier) {
     const c = carrier;
+    if (conn && conn.state === State.STREAMING) {
+      try {
+        c.send(conn.send({ type: MessageType.Bye, reason }));
+      } catch {
+        // Already going away; closing below is all that is left.
+      }
+    }
     carrier = null;
     c.close();
   }
+  conn = null;
+}
+
+function closeFinal(reason) {
+  view.state = "closed";
+  view.closeReason = reason;
+  showStatus(`closed: ${reason}`, "closed");
   refreshStats();
+}
+
+function scheduleReconnect(reason) {
+  teardown(reason);
+  attempt += 1;
+  const delay = reconnectDelayMs(attempt);
+  const at = performance.now() + delay;
+  view.state = "reconnecting";
+  view.closeReason = reason;
+  view.reconnectAttempt = attempt;
+  view.reconnectDelays.push(delay);
+  const gen = generation;
+  const tick = () => {
+    if (gen !== generation) return;
+    const left = at - performance.now();
+    if (left <= 0) {
+      connect();
+      return;
+    }
+    showStatus(`${reason} · ${reconnectText(left)}`, "reconnecting");
+  };
+  tick();
+  reconnectTimer = setInterval(tick, 200);
+  refreshStats();
+}
+
+// Why the session ended decides what comes next: a refusal stays closed, a loss retries.
+function endSession(reason, final) {
+  if (view.state === "closed") return;
+  if (final) {
+    teardown(reason);
+    closeFinal(reason);
+  } else {
+    scheduleReconnect(reason);
+  }
 }
 
 function fail(err) {
@@ -311,7 +409,7 @@ function fail(err) {
       // The carrier may already be gone; closing below is all that is left.
     }
   }
-  close(err.message);
+  endSession(err.message, false);
 }
 
 function setupFramebuffer(width, height, dictionarySlots) {
@@ -348,16 +446,20 @@ async function onFrame(msg) {
     requestResync("frame size changed without a keyframe");
     return;
   }
+  const dec = decoder;
   let written;
   try {
-    written = await decoder.apply(msg.tiles, { keyframe: msg.keyframe });
+    written = await dec.apply(msg.tiles, { keyframe: msg.keyframe });
   } catch (err) {
+    if (dec !== decoder) return;
     if (!(err instanceof CodecError)) throw err;
     view.mismatches += 1;
     view.checksumOk = false;
     requestResync(`bad tile: ${err.message}`);
     return;
   }
+  // A new session (app switch, reconnect) replaced the decoder while this frame decoded.
+  if (dec !== decoder) return;
   if (written.length) {
     decoder.paint(imageData, written);
     ctx.putImageData(imageData, 0, 0);
@@ -385,16 +487,32 @@ async function onFrame(msg) {
 
 function onWelcome(msg) {
   if (msg.tileSize !== 16) throw new ProtocolError(`tile_size ${msg.tileSize} is not 16`);
+  attempt = 0;
   view.state = "streaming";
+  const kind = view.transport;
+  showStatus(kind === "webrtc" || requestedTransport === "ws" ? kind : "ws fallback", kind);
   view.role = msg.role;
+  view.user = msg.user;
   view.app = msg.app;
+  view.apps = msg.apps;
   view.session = msg.session;
-  $("app-name").textContent = `${msg.app} · ${msg.session} · ${msg.role}`;
+  view.closeReason = "";
+  // Counted per session: "verified" means this session's picture, not the last one's.
+  view.frames = 0;
+  view.checksumOk = null;
+  view.lastChecksum = null;
+  $("app-name").textContent = `${msg.session} · ${msg.user} · ${msg.role}`;
+  document.title = `${msg.app} · simulacra`;
+  fillAppPicker();
+  showTools(msg.app);
   setupFramebuffer(msg.width, msg.height, msg.dictionarySlots);
+  // The app's emulators load on its first Hello: ask again now they are there.
+  view.segments = view.serverStatus ? segmentSummary(view.serverStatus, msg.app) : null;
+  refreshServerStatus();
+  files.connected(token, msg.user);
 }
 
 async function onBytes(bytes) {
-  if (view.state === "closed") return;
   stats.bytesReceived += bytes.length;
   byteLog.push([performance.now(), bytes.length]);
   const msg = conn.receiveData(bytes);
@@ -406,53 +524,91 @@ async function onBytes(bytes) {
       await onFrame(msg);
       break;
     case MessageType.Bye:
-      close(msg.reason || "server said bye");
+      endSession(msg.reason || "server said bye", false);
       break;
     case MessageType.Error:
-      close(`error ${msg.code}: ${msg.message}`);
+      if (conn.state === State.STREAMING) {
+        // A refused Input (view role): the picture keeps coming; stop sending what is refused.
+        inputRefused = msg.message;
+        showStatus(`${view.transport} · input refused: ${msg.message}`, view.transport);
+        break;
+      }
+      // The server's own trouble may pass; anything else would only be refused again.
+      endSession(`error ${msg.code}: ${msg.message}`, msg.code !== ErrorCode.SERVER_ERROR);
       break;
     default:
       break;
   }
 }
 
-function startSession(c) {
+function startSession(c, gen) {
   carrier = c;
   conn = new ClientConnection();
+  inputSeq = 0;
+  inputRefused = "";
+  pendingInputs.clear();
+  awaitingKeyframe = false;
   view.transport = c.kind;
   view.state = "hello";
-  showStatus(c.kind === "webrtc" || requestedTransport === "ws" ? c.kind : "ws fallback", c.kind);
+  // A first start may compile the app's emulators before Welcome: say what we wait for.
+  showStatus(`starting ${wantedApp || "app"}…`, "connecting");
   // Frames decode asynchronously (ZLIB tiles); a promise chain keeps them in order.
   let chain = Promise.resolve();
   c.onmessage = (bytes) => {
-    chain = chain.then(() => onBytes(bytes)).catch(fail);
+    chain = chain.then(() => gen === generation && onBytes(bytes)).catch((err) => {
+      if (gen === generation) fail(err);
+    });
   };
-  c.onclose = (reason) => {
-    chain = chain.then(() => close(reason));
+  c.onclose = (reason, final) => {
+    chain = chain.then(() => gen === generation && endSession(reason, final));
   };
   send({
     type: MessageType.Hello,
     client: CLIENT_AGENT,
-    app: params.get("app") ?? "",
-    session: params.get("session") ?? "",
+    app: wantedApp,
+    session: wantedSession,
     mode: "tiles",
   });
   refreshStats();
 }
 
 async function connect() {
+  teardown("reconnecting");
+  const gen = generation;
   if (!token) {
-    close("no token in the URL (add ?token=...)");
+    closeFinal("no token (add ?token=... to the URL or enter it)");
+    askForToken("");
     return;
   }
+  view.state = "connecting";
   showStatus("connecting", "connecting");
+  // The status call tells a wrong token (final) from a server that is not there (retry).
+  let status;
+  try {
+    status = await fetchStatus();
+  } catch {
+    if (gen === generation) scheduleReconnect("server unreachable");
+    return;
+  }
+  if (gen !== generation) return;
+  if (status.code === 401 || status.code === 403) {
+    closeFinal("invalid token");
+    if (!params.has("token")) forgetToken();
+    askForToken("That token was refused; check it and try again.");
+    return;
+  }
+  // Any other answer means someone is there: the stream may work even when the status does not.
+  if (status.body) noteStatus(status.body);
   if (requestedTransport !== "ws" && typeof RTCPeerConnection === "function") {
     try {
-      startSession(await connectWebRTC());
+      const c = await connectWebRTC(token);
+      if (gen !== generation) return c.close();
+      startSession(c, gen);
       return;
     } catch (err) {
+      if (gen !== generation) return;
       if (err.final || requestedTransport === "webrtc") {
-        close(err.message);
+        endSession(err.message, err.final);
         return;
       }
       view.fallbackReason = err.message;
@@ -460,27 +616,57 @@ async function connect() {
     }
   }
   try {
-    startSession(await connectWS());
+    const c = await connectWS(token);
+    if (gen !== generation) return c.close();
+    startSession(c, gen);
   } catch (err) {
-    close(err.message);
+    if (gen === generation) endSession(err.message, err.final);
   }
 }
+
+/** Drop the current connection (if any) and connect again now, backoff reset. */
+function restart() {
+  attempt = 0;
+  view.state = "connecting";
+  connect();
+}
+
+$("retry-now").addEventListener("click", () => {
+  if (view.state === "reconnecting") connect();
+});
 
 // ---------------------------------------------------------------- input
 
 function sendInput(kind, key, x, y, buttons) {
-  if (!conn || conn.state !== State.STREAMING || view.role === "view") return;
+  // A view-role user may still page a viewer; the server says (403) when it refuses.
+  if (!conn || conn.state !== State.STREAMING || inputRefused) return;
   inputSeq += 1;
   pendingInputs.set(inputSeq, performance.now());
   if (pendingInputs.size > MAX_PENDING_INPUTS) {
     pendingInputs.delete(pendingInputs.keys().next().value);
   }
+  stats.inputs[kind] += 1;
   send({ type: MessageType.Input, seq: inputSeq, kind, key, x, y, buttons });
 }
 
+function typingIntoForm(ev) {
+  const t = ev.target;
+  return t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement;
+}
+
 window.addEventListener("keydown", (ev) => {
-  if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
-  const key = KEYS[ev.key.length === 1 ? ev.key.toLowerCase() : ev.key];
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat || typingIntoForm(ev)) return;
+  if (document.querySelector("dialog[open]")) return;
+  const tools = APP_TOOLS[view.app];
+  const material = tools?.materials.find(([, key]) => key === ev.key);
+  if (material) {
+    ev.preventDefault();
+    selectMaterial(material[0]);
+    return;
+  }
+  const key = APP_KEYS[view.app]?.has(ev.key)
+    ? ev.key
+    : ARROWS[ev.key.length === 1 ? ev.key.toLowerCase() : ev.key];
   if (!key) return;
   ev.preventDefault();
   sendInput("key", key, 0, 0, 0);
@@ -493,38 +679,71 @@ function framebufferPoint(ev) {
   return [Math.min(Math.max(x, 0), view.width - 1), Math.min(Math.max(y, 0), view.height - 1)];
 }
 
-// Moves are coalesced to one Input per animation frame; presses and releases go at once.
+// Drags are throttled to one Input per POINTER_INTERVAL_MS, the latest position
+// winning; presses and releases go at once so no click is lost.
 let pendingMove = null;
+let moveTimer = null;
+let lastMoveAt = -Infinity;
 let swipeStart = null;
 
-function sendPointer(ev) {
+// In apps with tools (sand pours), a button held still keeps pouring.
+let held = null;
+let holdTimer = null;
+
+function sendPointer(point, buttons) {
   if (!view.width) return;
-  const [x, y] = framebufferPoint(ev);
-  sendInput("pointer", "", x, y, ev.buttons);
+  lastMoveAt = performance.now();
+  held = buttons ? { point, buttons } : null;
+  sendInput("pointer", "", point[0], point[1], buttons);
+}
+
+function stopHolding() {
+  clearInterval(holdTimer);
+  holdTimer = null;
+  held = null;
+}
+
+function startHolding() {
+  clearInterval(holdTimer);
+  if (!APP_TOOLS[view.app]) return;
+  holdTimer = setInterval(() => {
+    if (held && performance.now() - lastMoveAt >= HOLD_REPEAT_MS) sendPointer(held.point, held.buttons);
+  }, HOLD_REPEAT_MS);
+}
+
+function flushMove() {
+  moveTimer = null;
+  const move = pendingMove;
+  pendingMove = null;
+  if (move) sendPointer(move.point, move.buttons);
 }
 
 canvas.addEventListener("pointerdown", (ev) => {
   canvas.focus();
-  canvas.setPointerCapture(ev.pointerId);
+  try {
+    canvas.setPointerCapture(ev.pointerId); // a drag that leaves the canvas keeps pouring
+  } catch {
+    // Pointers the browser does not track (synthetic events) cannot be captured.
+  }
   if (ev.pointerType === "touch") swipeStart = [ev.clientX, ev.clientY];
-  sendPointer(ev);
+  pendingMove = null;
+  sendPointer(framebufferPoint(ev), ev.buttons);
+  startHolding();
 });
 
 canvas.addEventListener("pointermove", (ev) => {
-  if (ev.buttons === 0) return;
-  if (pendingMove === null) {
-    requestAnimationFrame(() => {
-      const last = pendingMove;
-      pendingMove = null;
-      if (last) sendPointer(last);
-    });
-  }
-  pendingMove = ev;
+  if (ev.buttons === 0 || !view.width) return;
+  pendingMove = { point: framebufferPoint(ev), buttons: ev.buttons };
+  const wait = lastMoveAt + POINTER_INTERVAL_MS - performance.now();
+  if (wait <= 0) flushMove();
+  else if (moveTimer === null) moveTimer = setTimeout(flushMove, wait);
 });
 
 canvas.addEventListener("pointerup", (ev) => {
-  pendingMove = null;
-  sendPointer(ev);
+  stopHolding();
+  clearTimeout(moveTimer);
+  flushMove();
+  sendPointer(framebufferPoint(ev), ev.buttons);
   if (ev.pointerType !== "touch" || !swipeStart) return;
   const dx = ev.clientX - swipeStart[0];
   const dy = ev.clientY - swipeStart[1];
@@ -536,12 +755,19 @@ canvas.addEventListener("pointerup", (ev) => {
 });
 
 canvas.addEventListener("pointercancel", () => {
+  stopHolding();
+  clearTimeout(moveTimer);
+  moveTimer = null;
   pendingMove = null;
   swipeStart = null;
 });
 
-window.addEventListener("pagehide", () => {
-  if (conn && conn.state === State.STREAMING) send({ type: MessageType.Bye, reason: "page closed" });
-});
+window.addEventListener("pagehide", () => teardown("page closed"));
 
+// ---------------------------------------------------------------- start
+
+const files = new FilesPanel({ openEntry: (entryId) => openApp("viewer", entryId) });
+view.files = files.view;
+
+token = params.get("token") ?? storedToken();
 connect();

@@ -4,6 +4,7 @@
 //   channel ──► bytes ──decodeMessage()──► {type, ...fields}  (validated, or ProtocolError)
 //
 //   client: IDLE ─send Hello─► HELLO_SENT ─recv Welcome─► STREAMING ─Bye/Error─► CLOSED
+//           (an Error 403 while STREAMING refuses one request and keeps STREAMING)
 //
 // Field names are camelCase here (inputSeq, tileSize, dictionarySlots); the
 // wire carries positions, not names, so nothing else changes.
@@ -212,12 +213,16 @@ export class ClientConnection {
 
   receiveData(bytes) {
     const msg = decodeMessage(bytes);
-    const next = CLIENT_RECEIVES[this.state][msg.type];
+    let next = CLIENT_RECEIVES[this.state][msg.type];
     if (next === undefined) {
       throw new ProtocolError(
         `unexpected ${MESSAGE_NAMES[msg.type]} in ${this.state}`,
         ErrorCode.OUT_OF_STATE,
       );
+    }
+    // A 403 while streaming refuses one request (a view-role Input); the stream goes on.
+    if (this.state === State.STREAMING && msg.type === MessageType.Error && msg.code === ErrorCode.FORBIDDEN) {
+      next = State.STREAMING;
     }
     this.state = next;
     return msg;
