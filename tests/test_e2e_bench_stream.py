@@ -12,8 +12,9 @@ import pytest
 LOAD_KEYS = {
     "app", "mode", "transport", "server", "session", "clients", "client_processes", "seconds",
     "width", "height", "fps", "latency_ms", "moves", "frames", "bytes_per_frame", "mismatches",
-    "verified", "server_rss_mb", "server_cpu_percent", "clients_rss_mb", "clients_cpu_percent",
-    "process_note", "runner", "baselines",
+    "verified", "server_rss_mb", "server_rss_over_run_mb", "server_cpu_percent",
+    "clients_rss_mb", "clients_cpu_percent", "process_note", "runner", "baselines",
+    "video_bytes_source",
 }  # fmt: skip
 
 
@@ -43,6 +44,10 @@ def test_bench_stream_prints_one_object() -> None:
     assert set(report["fps"]) == {"p50", "min", "controller"}
     assert set(report["latency_ms"]) == {"p50", "p99", "count"}
     assert report["server_rss_mb"] > 0 and report["server_cpu_percent"] >= 0
+    rss = report["server_rss_over_run_mb"]
+    assert set(rss) == {"start", "mid", "end", "peak", "samples"}
+    assert 0 < rss["start"] <= rss["peak"] and rss["end"] <= rss["peak"]
+    assert report["video_bytes_source"] is None
     base = report["baselines"]
     assert base["frames"] == 5
     assert base["raw_full_frame"] == report["width"] * report["height"] * 3

@@ -30,6 +30,20 @@ def test_flags() -> None:
     )  # fmt: skip
 
 
+def test_open_record_and_mode_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPEN", "RECORD", "MODE", "MOVES", "FRAMES", "SECONDS"):
+        monkeypatch.delenv(f"SIMULACRA_{name}", raising=False)
+    options = parse(
+        "http://h:1", "--token", "T", "--open", "ABCD-EFGH", "--frames", "5",
+        "--record", "/tmp/rec.bin", "--mode", "video", "--no-inbox",
+    )  # fmt: skip
+    assert options == ClientOptions(
+        "http://h:1", "T", moves=None, frames=5, mode="video", open_code="ABCD-EFGH",
+        record="/tmp/rec.bin", inbox=False,
+    )  # fmt: skip
+    assert parse("http://h:1").inbox is True
+
+
 def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIMULACRA_TOKEN", "from-env")
     monkeypatch.setenv("SIMULACRA_TRANSPORT", "ws")
@@ -58,6 +72,29 @@ def test_summary() -> None:
         "moves 10, latency ms p50 4.0 p99 9.5 max 9.5\n"
         "bytes 30000 (2700.0 per frame), 120.0 fps over 0.09 s"
     )
+
+
+def test_summary_of_video_open_and_inbox() -> None:
+    report = {
+        "transport": "webrtc", "mode": "video", "app": "viewer", "session": "bob/viewer/e1",
+        "user": "bob", "role": "control", "frames": 2, "verified": 0, "mismatches": 0,
+        "keyframes": 0, "moves": 2,
+        "latency_ms": {"p50": 4.0, "p99": 9.5, "mean": 5.0, "max": 9.5, "count": 2},
+        "bytes": 300, "bytes_per_frame": 40.0, "fps": 2.0, "seconds": 1.0, "width": 640,
+        "height": 480, "checksum": 1,
+        "video": {
+            "frames": 30, "fps": 30.0, "bytes": 60000, "packets": 60, "bytes_per_frame": 2000.0,
+            "bytes_source": "rtp payload", "width": 640, "height": 480,
+        },
+        "open": {"name": "notes.txt", "size": 12, "type": "text/plain", "rights": "view"},
+        "inbox": [{"inbox": 3, "from": "alice", "name": "a.txt", "received_ms": 12.5}],
+    }  # fmt: skip
+    assert format_summary(report).splitlines()[4:] == [
+        "video 640x480: 30 frames, 30.0 fps, 60000 RTP payload bytes (2000.0 per frame)",
+        "opened notes.txt (12 bytes, text/plain, view)",
+        "inbox: 1 entries delivered while connected",
+        "  a.txt from alice at 12.5 ms",
+    ]
 
 
 def test_load_table() -> None:

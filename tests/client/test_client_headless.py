@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulacra.client.headless import MOVE_KEYS, ClientOptions, Player, error_for
+from simulacra.client.headless import (
+    MOVE_KEYS,
+    OPEN_FIELDS,
+    PAGE_KEYS,
+    VIEWER_APP,
+    ClientOptions,
+    Inbox,
+    Player,
+    error_for,
+    open_info,
+)
 from simulacra.codecs.display import FrameEncoder, framebuffer_checksum
 from simulacra.errors import (
     ConfigError,
@@ -157,11 +167,12 @@ def test_report_fields() -> None:
     play(player, server)
     report = player.report(0.0)
     assert set(report) == {
-        "transport", "app", "session", "user", "role", "frames", "verified", "mismatches",
-        "keyframes", "moves", "latency_ms", "bytes", "bytes_per_frame", "fps", "seconds",
-        "width", "height", "checksum",
+        "transport", "mode", "app", "session", "user", "role", "frames", "verified",
+        "mismatches", "keyframes", "moves", "latency_ms", "bytes", "bytes_per_frame", "fps",
+        "seconds", "width", "height", "checksum",
     }  # fmt: skip
-    assert (report["transport"], report["app"], report["session"]) == ("ws", "2048", "s1")
+    assert (report["transport"], report["mode"]) == ("ws", "tiles")
+    assert (report["app"], report["session"]) == ("2048", "s1")
     assert (report["user"], report["role"], report["width"], report["height"]) == (
         "alice", "control", W, H,
     )  # fmt: skip
@@ -311,7 +322,10 @@ def test_error_codes() -> None:
     "kwargs",
     [
         {"transport": "pigeon"},
-        {"mode": "video"},
+        {"mode": "pixels"},
+        {"mode": "video", "transport": "ws"},
+        {"open_code": "ABC", "app": "2048"},
+        {"open_code": "ABC", "session": "room"},
         {"moves": -1},
         {"frames": -2},
         {"seconds": 0},
@@ -322,3 +336,114 @@ def test_error_codes() -> None:
 def test_options_validated(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         ClientOptions("http://x", "t", **kwargs)  # type: ignore[arg-type]
+
+
+# -- video mode --------------------------------------------------------------------
+
+
+class FakeVideoServer(FakeServer):
+    """Video mode: Welcome, then a tile-less Frame only to answer an Input."""
+
+    def handle(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for msg in self.conn.receive_data(data):
+            if isinstance(msg, Hello):
+                assert msg.mode == "video"
+                welcome = Welcome(
+                    session="s1", user="alice", role=self.role, app="2048", width=W, height=H,
+                    tile_size=16, dictionary_slots=0, apps=("2048",),
+                )  # fmt: skip
+                out.append(self.conn.send(welcome))
+            elif isinstance(msg, Input):
+                self.inputs.append(msg)
+                self.seq += 1
+                frame = Frame(
+                    seq=self.seq, input_seq=msg.seq, keyframe=False, width=W, height=H,
+                    tiles=(), checksum=12345,
+                )  # fmt: skip
+                out.append(self.conn.send(frame))
+            elif isinstance(msg, Ack):
+                self.acks.append(msg.seq)
+        return out
+
+
+def test_video_mode_waits_for_a_picture_then_plays() -> None:
+    player = Player(ClientOptions("http://x", "t", mode="video", moves=3))
+    server = FakeVideoServer()
+    replies = server.handle(player.start())
+    assert player.receive(replies.pop(), 1.0) == []  # Welcome
+    assert player.streaming and not player.has_picture and player.awaiting_frame
+    assert player.next_input(1.0) is None  # no picture yet: no move
+    assert not player.done(1.0)
+    player.on_video_frame(1.01)
+    assert player.has_picture
+    for step in range(3):
+        sent = player.next_input(1.1 + step)
+        assert sent is not None
+        (frame,) = server.handle(sent)
+        (ack,) = player.receive(frame, 1.104 + step)
+        server.handle(ack)
+    assert player.done(5.0)
+    report = player.report(5.0)
+    assert (report["mode"], report["moves"], report["frames"]) == ("video", 3, 3)
+    assert (report["verified"], report["mismatches"], report["keyframes"]) == (0, 0, 0)
+    assert report["latency_ms"]["count"] == 3 and report["latency_ms"]["max"] == 4.0
+    assert server.acks == [1, 2, 3]
+
+
+def test_video_mode_frames_limit_counts_decoded_frames() -> None:
+    player = Player(ClientOptions("http://x", "t", mode="video", moves=0, frames=3))
+    server = FakeVideoServer(role="view")
+    player.receive(server.handle(player.start()).pop(), 1.0)
+    for i in range(2):
+        player.on_video_frame(1.0 + i / 30)
+        assert not player.done(2.0)
+    player.on_video_frame(1.1)
+    assert player.done(2.0)
+
+
+def test_stop_requested_ends_the_run() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=None, seconds=600))
+    server = FakeServer()
+    for reply in server.handle(player.start()):
+        player.receive(reply, 1.0)
+    assert not player.done(1.0)
+    player.stop_requested = True
+    assert player.done(1.0)
+
+
+# -- inbox and --open --------------------------------------------------------------
+
+
+def test_inbox_keeps_each_id_once_with_its_arrival_time() -> None:
+    inbox = Inbox(t0=10.0)
+    first = {"inbox": 7, "from": "alice", "name": "a.txt"}
+    assert inbox.add(first, 10.25)
+    assert not inbox.add(dict(first), 10.5)  # delivered twice (at least once): kept once
+    assert inbox.add({"inbox": 8, "from": "alice", "name": "a.txt"}, 11.0)
+    assert inbox.add({"id": "x1", "name": "b"}, 9.0)  # before t0 (clock skew): 0
+    assert inbox.entries == [
+        {"inbox": 7, "from": "alice", "name": "a.txt", "received_ms": 250.0},
+        {"inbox": 8, "from": "alice", "name": "a.txt", "received_ms": 1000.0},
+        {"id": "x1", "name": "b", "received_ms": 0.0},
+    ]
+    assert first == {"inbox": 7, "from": "alice", "name": "a.txt"}  # not mutated
+
+
+def test_open_info_shows_no_code_locator_or_hash() -> None:
+    entry = {
+        "id": "e1", "name": "notes.txt", "size": 12, "type": "text/plain", "rights": "view",
+        "locator": "blk:abc", "from": "alice", "created": 1.0, "sha256": "00",
+    }  # fmt: skip
+    assert open_info(entry) == {
+        "name": "notes.txt", "size": 12, "type": "text/plain", "rights": "view",
+    }  # fmt: skip
+    assert OPEN_FIELDS == ("name", "size", "type", "rights")
+
+
+def test_viewer_pages_with_paging_keys() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=20, app=VIEWER_APP, session="e1"))
+    server = FakeServer()
+    play(player, server)
+    assert {i.key for i in server.inputs} <= set(PAGE_KEYS)
+    assert player.report(0.0)["moves"] == 20

@@ -60,7 +60,8 @@ def test_plan_needs_a_client() -> None:
         {"url": "http://h:1"},  # without a token
         {"processes": 0},
         {"transport": "pigeon"},
-        {"mode": "video"},
+        {"mode": "pixels"},
+        {"mode": "video", "transport": "ws"},
     ],
 )
 def test_load_options_validated(kwargs: dict[str, object]) -> None:
@@ -136,3 +137,31 @@ async def test_run_clients_in_process(server: Server, transport: str) -> None:
         assert report["verified"] == report["frames"]
     assert result["baselines"]["frames"] == 4
     assert result["rss_mb"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_run_clients_video_watchers(server: Server) -> None:
+    watchers = (server.add_user("w0", role="view"),)
+    plan = ClientsPlan(
+        server.url, server.admin_token, watchers, mode="video", seconds=1.5,
+        sample_frames=4, vp8=False,
+    )  # fmt: skip
+    result = await run_clients(plan)
+    control = result["control"]
+    assert control["mode"] == "tiles" and control["video"] is None  # exact pictures sampled
+    assert control["mismatches"] == 0 and result["baselines"]["frames"] == 4
+    (watcher,) = result["watchers"]
+    assert watcher["mode"] == "video" and watcher["frames"] == 0  # no Input: no Frame
+    assert watcher["video"]["frames"] >= 1 and watcher["video"]["bytes"] > 0
+
+
+def test_watchers_spread_over_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulacra.client import load
+
+    monkeypatch.setattr(load.os, "cpu_count", lambda: 2)
+    assert load._process_count(LoadOptions(clients=10)) == 1
+    assert load._process_count(LoadOptions(clients=50)) == 5  # ceil(50 / 12)
+    assert load._process_count(LoadOptions(clients=50, processes=2)) == 2
+    monkeypatch.setattr(load.os, "cpu_count", lambda: 64)
+    assert load._process_count(LoadOptions(clients=4)) == load.MAX_PROCESSES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import socket
 import time
@@ -16,6 +17,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from simulacra.client.transports import (
+    Recorder,
+    VideoStats,
     WebRtcTransport,
     WsTransport,
     open_transport,
@@ -257,3 +260,30 @@ async def test_webrtc_no_answer_times_out() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+# -- recording and video figures ---------------------------------------------------------
+
+
+def test_recorder_appends_every_message_up_to_its_limit() -> None:
+    sink = io.BytesIO()
+    recorder = Recorder(sink, limit=10)
+    assert recorder.write(b"\x93\x01") == 2
+    assert recorder.write('{"type":"answer"}'[:5]) == 5  # signaling text, as UTF-8
+    assert sink.getvalue() == b'\x93\x01{"typ'
+    with pytest.raises(PayloadTooBig, match="10-byte limit"):
+        recorder.write(b"four")
+    assert recorder.bytes == 7 and sink.getvalue() == b'\x93\x01{"typ'
+
+
+def test_video_stats_count_frames() -> None:
+    stats = VideoStats()
+    stats.frame(480, 560, 1.0)
+    stats.frame(480, 560, 1.5)
+    assert (stats.frames, stats.width, stats.height) == (2, 480, 560)
+    assert (stats.first_at, stats.last_at) == (1.0, 1.5)
+
+
+async def test_video_needs_webrtc() -> None:
+    with pytest.raises(ConfigError, match="webrtc"):
+        await open_transport("http://127.0.0.1:9", "t", "ws", video=True)

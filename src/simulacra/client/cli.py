@@ -2,9 +2,13 @@
 
 ::
 
-    simulacra client URL --token T [--transport webrtc|ws] [--moves N] [--frames N]
-                     [--seconds S] [--app A] [--session S] [--json]
+    simulacra client URL --token T [--transport webrtc|ws] [--mode tiles|video]
+                     [--moves N] [--frames N] [--seconds S] [--app A] [--session S]
+                     [--open CODE] [--record FILE] [--no-inbox] [--json]
         └─► ClientOptions ─► HeadlessClient.run() ─► report: one JSON object, or a summary
+
+``--open CODE`` redeems a regeneration code and streams the viewer of its entry;
+``--record FILE`` writes every byte received to FILE.
 
 Every flag also reads ``SIMULACRA_<FLAG>`` (``SIMULACRA_TOKEN``, ...). The token
 may also ride in the URL (``?token=``). With no limit given the client plays 60 moves.
@@ -43,8 +47,16 @@ def register(subparsers: Any) -> None:
     add_option(parser, "--seconds", default=None, type=float, help="stop after this long")
     add_option(parser, "--app", default="", help="app to open ('' = server default)")
     add_option(parser, "--session", default="", help="shared session name ('' = your own)")
+    add_option(parser, "--mode", default="tiles", choices=("tiles", "video"), help="display mode")
     add_option(parser, "--seed", default=0, type=int, help="seed of the move pattern")
     add_option(parser, "--timeout", default=15.0, type=float, help="seconds to wait for the server")
+    add_option(parser, "--open", default="", help="redeem this regeneration code and view its file")
+    add_option(parser, "--record", default="", help="write every byte received to this file")
+    parser.add_argument(
+        "--no-inbox",
+        action="store_true",
+        help="do not listen on the files API for inbox entries while connected",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_run_client)
     _register_bench(subparsers)
@@ -62,11 +74,19 @@ def _register_bench(subparsers: Any) -> None:
     add_option(parser, "--app", default="2048", help="app to stream")
     add_option(parser, "--clients", default=4, type=int, help="watchers (1..64)")
     add_option(parser, "--seconds", default=5.0, type=float, help="length of the run")
-    add_option(parser, "--mode", default="tiles", choices=("tiles",), help="display mode")
+    add_option(parser, "--mode", default="tiles", choices=("tiles", "video"), help="display mode")
     add_option(parser, "--url", default=None, help="a running server (default: start one here)")
     add_option(parser, "--token", default="", help="token for --url")
     add_option(parser, "--transport", default="webrtc", choices=("webrtc", "ws"), help="carrier")
     add_option(parser, "--sample-frames", default=30, type=int, help="frames for the baselines")
+    add_option(
+        parser,
+        "--processes",
+        default=None,
+        type=int,
+        help="child processes for the watchers (default: CPU count - 2, and at least one "
+        "per 12 watchers)",
+    )
     parser.add_argument("--no-vp8", action="store_true", help="skip the VP8 baseline")
     parser.add_argument(
         "--reference",
@@ -107,8 +127,12 @@ def options_from_args(args: argparse.Namespace) -> ClientOptions:
         seconds=args.seconds,
         app=args.app,
         session=args.session,
+        mode=args.mode,
         seed=args.seed,
         timeout=args.timeout,
+        open_code=args.open,
+        record=args.record,
+        inbox=not args.no_inbox,
     )
 
 
@@ -139,6 +163,7 @@ def _run_bench_stream(args: argparse.Namespace) -> int:
         token=args.token,
         transport=args.transport,
         sample_frames=args.sample_frames,
+        processes=args.processes,
         vp8=not args.no_vp8,
         reference=args.reference,
         data_dir=args.data,
@@ -179,6 +204,14 @@ def format_load(report: dict[str, Any]) -> str:
         f"mismatches {report['mismatches']}",
         f"process rss {report['server_rss_mb']} MB, cpu {report['server_cpu_percent']} % "
         f"({report['process_note']})",
+    ]
+    rss = report.get("server_rss_over_run_mb")
+    if rss:
+        lines.append(
+            f"server rss over the run: start {rss['start']} mid {rss['mid']} end {rss['end']} "
+            f"peak {rss['peak']} MB"
+        )
+    lines += [
         "",
         f"bytes/frame on the same {base.get('frames', 0)} frames   (x = size / ours)",
     ]
@@ -188,23 +221,46 @@ def format_load(report: dict[str, Any]) -> str:
             rows.append((name, base[name], base.get(f"{name.split('_')[0]}_over_tiles")))
     for name, value, ratio in rows:
         lines.append(f"  {name:<16}{value:>10}  x{ratio}")
-    lines.append(f"all frames, all clients: {report['bytes_per_frame']} bytes/frame")
+    carried = (
+        "RTP payload bytes per decoded video frame"
+        if report.get("mode") == "video"
+        else "bytes/frame"
+    )
+    lines.append(f"all frames, all clients: {report['bytes_per_frame']} {carried}")
     return "\n".join(lines)
 
 
 def format_summary(report: dict[str, Any]) -> str:
     """A few human lines for a report."""
     lat = report["latency_ms"]
-    return "\n".join(
-        [
-            f"{report['app']} session {report['session']} as {report['user']} "
-            f"({report['role']}) over {report['transport']}: "
-            f"{report['width']}x{report['height']}",
-            f"frames {report['frames']} (keyframes {report['keyframes']}), "
-            f"verified {report['verified']}, mismatches {report['mismatches']}",
-            f"moves {report['moves']}, latency ms p50 {lat['p50']} p99 {lat['p99']} "
-            f"max {lat['max']}",
-            f"bytes {report['bytes']} ({report['bytes_per_frame']} per frame), "
-            f"{report['fps']} fps over {report['seconds']} s",
-        ]
-    )
+    lines = [
+        f"{report['app']} session {report['session']} as {report['user']} "
+        f"({report['role']}) over {report['transport']}: "
+        f"{report['width']}x{report['height']}",
+        f"frames {report['frames']} (keyframes {report['keyframes']}), "
+        f"verified {report['verified']}, mismatches {report['mismatches']}",
+        f"moves {report['moves']}, latency ms p50 {lat['p50']} p99 {lat['p99']} max {lat['max']}",
+        f"bytes {report['bytes']} ({report['bytes_per_frame']} per frame), "
+        f"{report['fps']} fps over {report['seconds']} s",
+    ]
+    video = report.get("video")
+    if video:
+        lines.append(
+            f"video {video['width']}x{video['height']}: {video['frames']} frames, "
+            f"{video['fps']} fps, {video['bytes']} RTP payload bytes "
+            f"({video['bytes_per_frame']} per frame)"
+        )
+    opened = report.get("open")
+    if opened:
+        lines.append(
+            f"opened {opened['name']} ({opened['size']} bytes, {opened['type']}, "
+            f"{opened['rights']})"
+        )
+    inbox = report.get("inbox")
+    if inbox:
+        lines.append(f"inbox: {len(inbox)} entries delivered while connected")
+        lines.extend(
+            f"  {item.get('name', '?')} from {item.get('from', '?')} at {item['received_ms']} ms"
+            for item in inbox
+        )
+    return "\n".join(lines)

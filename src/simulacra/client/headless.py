@@ -16,21 +16,40 @@
 ``Player`` holds every decision and every figure; it never touches a socket or a
 clock (the adapter passes ``perf_counter`` times in), so tests drive it with a
 ``ServerConnection`` in place of the network.
+
+Around the stream, the files API (``/api``) when the server has one::
+
+    FilesClient /api ─► t0 (connected) ─► --open CODE: redeem ─► entry
+                                          Hello(app="viewer", session=entry id)
+                      ◄── pushed {"op":"inbox","entry"} ─► Inbox: by id, received_ms - t0
+    Recorder (--record FILE) ◄── every message of /api, /signal, data channel, RTP payloads
+
+Video mode (``mode="video"``): pictures arrive on a VP8 track (counted, not
+verified: VP8 is lossy); Frames only answer Inputs, so latency is measured as
+in tile mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
 from simulacra.client.stats import LatencyStats
-from simulacra.client.transports import TRANSPORTS, Transport, open_transport
+from simulacra.client.transports import (
+    TRANSPORTS,
+    Recorder,
+    Transport,
+    VideoStats,
+    open_transport,
+)
 from simulacra.codecs.display import FrameDecoder
 from simulacra.errors import (
     CodecError,
@@ -51,16 +70,28 @@ from simulacra.protocol.session import ClientConnection
 __all__ = [
     "AGENT",
     "MOVE_KEYS",
+    "PAGE_KEYS",
+    "MODES",
     "ClientOptions",
     "FrameHook",
+    "Inbox",
     "Player",
+    "OPEN_FIELDS",
+    "VIEWER_APP",
     "HeadlessClient",
     "error_for",
+    "open_info",
 ]
 
 AGENT = "simulacra-headless/0.1"
 MOVE_KEYS = ("ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown")
-MODES = ("tiles",)
+PAGE_KEYS = ("ArrowDown", "ArrowUp", "PageDown", "PageUp", "Home", "End")
+MODES = ("tiles", "video")
+VIEWER_APP = "viewer"  # docs/protocol.md "Files API": Hello(app="viewer", session=entry id)
+# What the report shows of an opened entry: never its code, locator or hash.
+OPEN_FIELDS = ("name", "size", "type", "rights")
+# Inbox entries kept per run; a flood past this is counted, not stored.
+MAX_INBOX = 10_000
 # 2048 stops changing once the board is stuck; after this many answers without
 # a changed tile the client restarts the game, so long runs keep streaming.
 STUCK_ANSWERS = 8
@@ -90,9 +121,14 @@ class ClientOptions:
     """What to connect to and when to stop.
 
     The run stops at the first limit reached: ``moves`` inputs answered,
-    ``frames`` frames received, ``seconds`` elapsed since Welcome. ``moves=None``
-    means no limit on moves (keep playing until another limit); ``moves=0``
-    only watches.
+    ``frames`` frames received (decoded video frames in video mode), ``seconds``
+    elapsed since Welcome. ``moves=None`` means no limit on moves (keep playing
+    until another limit); ``moves=0`` only watches.
+
+    ``open_code`` redeems a regeneration code and streams the viewer of its
+    entry; ``record`` names a file that gets every byte received; ``inbox``
+    listens on the files API for entries delivered while connected (skipped
+    quietly when the server has no files API).
     """
 
     url: str
@@ -107,6 +143,9 @@ class ClientOptions:
     seed: int = 0
     timeout: float = 15.0  # connect, Welcome, and each frame awaited
     agent: str = AGENT
+    open_code: str = ""
+    record: str = ""  # path; "" records nothing
+    inbox: bool = True
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -114,7 +153,11 @@ class ClientOptions:
                 f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}"
             )
         if self.mode not in MODES:
-            raise ConfigError(f"the headless client speaks mode 'tiles' only, got {self.mode!r}")
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode == "video" and self.transport != "webrtc":
+            raise ConfigError("video mode needs transport webrtc")
+        if self.open_code and (self.app not in ("", VIEWER_APP) or self.session):
+            raise ConfigError("--open streams the viewer of the code's entry: drop --app/--session")
         for name in ("moves", "frames"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -153,6 +196,8 @@ class Player:
         self._pending: tuple[int, float] | None = None  # (input seq, time sent)
         self._resync_sent = False
         self._unchanged_answers = 0
+        self.video_frames = 0  # decoded frames of the video track (video mode)
+        self.stop_requested = False
 
     # -- state the adapter asks about -------------------------------------------------
 
@@ -165,22 +210,39 @@ class Player:
         return self.welcome is not None and self.welcome.role == "control"
 
     @property
+    def video(self) -> bool:
+        return self.options.mode == "video"
+
+    @property
+    def has_picture(self) -> bool:
+        """A first picture arrived: a Frame, or in video mode a decoded video frame."""
+        return self.welcome is not None and (
+            self.video_frames > 0 if self.video else self.frames > 0
+        )
+
+    @property
     def awaiting_frame(self) -> bool:
         """True while the client waits for something it is owed (first frame, an answer)."""
-        return self.welcome is None or self.frames == 0 or self._pending is not None
+        return not self.has_picture or self._pending is not None
+
+    def on_video_frame(self, now: float) -> None:
+        """A video frame was decoded (the adapter's track reader calls this)."""
+        self.video_frames += 1
+        self.last_at = now
 
     def _moves_left(self) -> bool:
         limit = self.options.moves
         return self.control and (limit is None or self.moves < limit)
 
     def done(self, now: float) -> bool:
-        """True once a limit is reached (or the server said Bye)."""
-        if self.closed_by_server:
+        """True once a limit is reached (or the server said Bye, or a stop was asked)."""
+        if self.closed_by_server or self.stop_requested:
             return True
-        if self.welcome is None or self.frames == 0:
+        if not self.has_picture:
             return False
         opts = self.options
-        if opts.frames is not None and self.frames >= opts.frames:
+        shown = self.video_frames if self.video else self.frames
+        if opts.frames is not None and shown >= opts.frames:
             return True
         if (
             opts.seconds is not None
@@ -240,6 +302,8 @@ class Player:
     def _on_frame(self, frame: Frame, size: int, now: float) -> list[bytes]:
         assert self.decoder is not None  # the session state machine puts Welcome first
         self.frames += 1
+        if self.video:
+            return self._on_video_answer(frame, now)
         if frame.keyframe:
             self.keyframes += 1
             self._resync_sent = False
@@ -272,9 +336,18 @@ class Player:
             self._unchanged_answers = 0 if frame.tiles else self._unchanged_answers + 1
         return out
 
+    def _on_video_answer(self, frame: Frame, now: float) -> list[bytes]:
+        # The picture is on the track and lossy: nothing to verify; the Frame
+        # answers an Input and keeps the server's window moving.
+        if self._pending is not None and frame.input_seq >= self._pending[0]:
+            self.latency.add((now - self._pending[1]) * 1000.0)
+            self.moves += 1
+            self._pending = None
+        return [self.conn.send(Ack(seq=frame.seq))]
+
     def next_input(self, now: float) -> bytes | None:
-        """The next move to send, when one is due (first frame seen, none pending)."""
-        if self.frames == 0 or self._pending is not None or not self._moves_left():
+        """The next move to send, when one is due (first picture seen, none pending)."""
+        if not self.has_picture or self._pending is not None or not self._moves_left():
             return None
         if self.done(now):
             return None
@@ -291,6 +364,8 @@ class Player:
             x = self._rng.randrange(welcome.width)
             y = self._rng.randrange(max(1, welcome.height * 3 // 4))
             return Input(seq=seq, kind="pointer", key="", x=x, y=y, buttons=1)
+        if welcome.app == VIEWER_APP:
+            return Input(seq=seq, kind="key", key=self._rng.choice(PAGE_KEYS), x=0, y=0, buttons=0)
         if welcome.app == "2048" and self._unchanged_answers >= STUCK_ANSWERS:
             self._unchanged_answers = 0
             return Input(seq=seq, kind="key", key="r", x=0, y=0, buttons=0)
@@ -303,6 +378,7 @@ class Player:
         seconds = max(0.0, end - self.started_at) if self.started_at is not None else 0.0
         return {
             "transport": self.options.transport,
+            "mode": self.options.mode,
             "app": welcome.app if welcome else self.options.app,
             "session": welcome.session if welcome else self.options.session,
             "user": welcome.user if welcome else "",
@@ -323,19 +399,147 @@ class Player:
         }
 
 
+class Inbox:
+    """Inbox entries delivered while connected, once each (delivery is at least once)."""
+
+    __slots__ = ("t0", "entries", "dropped", "_seen")
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.entries: list[dict[str, Any]] = []
+        self.dropped = 0
+        self._seen: set[str] = set()
+
+    def add(self, entry: dict[str, Any], now: float) -> bool:
+        """Keep ``entry`` with ``received_ms``; False for a repeat (same inbox id)."""
+        key = entry.get("inbox", entry.get("id"))
+        ident = repr(key) if key is not None else repr(sorted(entry.items()))
+        if ident in self._seen:
+            return False
+        if len(self.entries) >= MAX_INBOX:
+            self.dropped += 1
+            return False
+        self._seen.add(ident)
+        received = round(max(0.0, now - self.t0) * 1000.0, 1)
+        self.entries.append({**entry, "received_ms": received})
+        return True
+
+
+def open_info(entry: dict[str, Any]) -> dict[str, Any]:
+    """The report's ``open`` object: what the recipient may know, never the code."""
+    return {name: entry.get(name) for name in OPEN_FIELDS}
+
+
 class HeadlessClient:
     """Connect, play, verify, report: ``report = await HeadlessClient(opts).run()``."""
 
     def __init__(self, options: ClientOptions, *, on_frame: FrameHook | None = None) -> None:
         self.options = options
         self.on_frame = on_frame
+        self.inbox: Inbox | None = None  # live while running: entries delivered so far
+        self._player: Player | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+
+    def stop(self) -> None:
+        """End the run soon, cleanly (Bye, report), whatever limits are left."""
+        self._stopping = True
+        if self._player is not None:
+            self._player.stop_requested = True
+        if self._wake is not None:
+            self._wake.set()
 
     async def run(self) -> dict[str, Any]:
         opts = self.options
-        transport = await open_transport(opts.url, opts.token, opts.transport, timeout=opts.timeout)
-        player = Player(opts, on_frame=self.on_frame)
+        async with contextlib.AsyncExitStack() as stack:
+            recorder: Recorder | None = None
+            if opts.record:
+                try:
+                    sink = stack.enter_context(open(Path(opts.record), "wb"))  # noqa: SIM115
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot write {opts.record}: {exc.strerror or exc}"
+                    ) from None
+                recorder = Recorder(sink)
+            inbox: Inbox | None = None
+            api = None
+            if opts.open_code or opts.inbox:
+                holder: list[Inbox] = []
+                api = await self._open_api(recorder, holder)
+                if api is not None:
+                    stack.push_async_callback(api.close)
+                    inbox = self.inbox = Inbox(time.perf_counter())
+                    holder.append(inbox)
+                    # Items pushed before the Inbox existed (right after connect).
+                    while not api.inbox_items.empty():
+                        inbox.add(api.inbox_items.get_nowait(), inbox.t0)
+            opened: dict[str, Any] | None = None
+            if opts.open_code:
+                assert api is not None  # _open_api raises when --open cannot reach /api
+                entry = await api.redeem(opts.open_code)
+                opened = open_info(entry)
+                # The code is spent: the stream names the entry, never the code.
+                opts = replace(opts, app=VIEWER_APP, session=str(entry["id"]), open_code="")
+            player = self._player = Player(opts, on_frame=self.on_frame)
+            player.stop_requested = self._stopping
+            video = await self._stream(opts, player, recorder)
+            report = player.report(time.perf_counter())
+        report["video"] = _video_report(video, player) if video is not None else None
+        report["open"] = opened
+        report["inbox"] = inbox.entries if inbox is not None else None
+        return report
+
+    async def _open_api(self, recorder: Recorder | None, holder: list[Inbox]) -> Any:
+        """The files API socket, or None when the server has none (and no code needs it)."""
+        from simulacra.client.files_api import FilesClient  # websockets only
+
+        opts = self.options
+
+        def pushed(entry: dict[str, Any]) -> None:
+            if holder:
+                holder[0].add(entry, time.perf_counter())
+                # Taken now: keep the client's own queue from growing for the run.
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    api.inbox_items.get_nowait()
+
         try:
-            await self._play(transport, player)
+            api = FilesClient(
+                opts.url,
+                opts.token,
+                timeout=opts.timeout,
+                on_inbox=pushed,
+                # FilesClient only calls write(): the bounded Recorder stands in for a file.
+                record=cast(BinaryIO, recorder),
+            )
+            await api.connect()
+        except (TransportError, Unauthorized, ConfigError):
+            if opts.open_code:
+                raise
+            # A server without /api: no inbox, streaming goes on. A missing or
+            # refused token is reported by the stream's own handshake, in its words.
+            return None
+        return api
+
+    async def _stream(
+        self, opts: ClientOptions, player: Player, recorder: Recorder | None
+    ) -> VideoStats | None:
+        wake = self._wake = asyncio.Event()
+
+        def on_video_frame(now: float) -> None:
+            player.on_video_frame(now)
+            wake.set()
+
+        transport = await open_transport(
+            opts.url,
+            opts.token,
+            opts.transport,
+            timeout=opts.timeout,
+            record=recorder,
+            video=opts.mode == "video",
+            on_video_frame=on_video_frame,
+        )
+        try:
+            await self._play(transport, player, wake)
             bye = player.finish()
             if bye is not None:
                 await transport.send(bye)
@@ -345,29 +549,70 @@ class HeadlessClient:
                     await transport.wait_closed(2.0)
         finally:
             await transport.close()
-        return player.report(time.perf_counter())
+        return transport.video
 
-    async def _play(self, transport: Transport, player: Player) -> None:
+    async def _play(self, transport: Transport, player: Player, wake: asyncio.Event) -> None:
         opts = self.options
         await transport.send(player.start())
-        while True:
-            now = time.perf_counter()
-            if player.done(now):
-                return
-            data = player.next_input(now)
-            if data is not None:
-                await transport.send(data)
-            timeout = opts.timeout
-            if opts.seconds is not None and player.started_at is not None and player.frames:
-                # The clock runs from Welcome, but the first frame is always awaited.
-                left = max(0.0, player.started_at + opts.seconds - now)
-                timeout = min(timeout, left) if player.awaiting_frame else left
-            try:
-                data = await asyncio.wait_for(transport.recv(), timeout)
-            except TimeoutError:
-                if opts.seconds is not None and player.done(time.perf_counter()):
+        receiving: asyncio.Task[bytes] | None = None
+        try:
+            while True:
+                # A decoded video frame or stop() may end the run (or allow the
+                # first move) while no protocol message comes: they set ``wake``.
+                wake.clear()
+                now = time.perf_counter()
+                if player.done(now):
                     return
-                what = "Welcome" if not player.streaming else "frame"
-                raise TransportError(f"no {what} from the server within {timeout:g} s") from None
-            for reply in player.receive(data, time.perf_counter()):
-                await transport.send(reply)
+                data = player.next_input(now)
+                if data is not None:
+                    await transport.send(data)
+                timeout = opts.timeout
+                if opts.seconds is not None and player.started_at is not None:
+                    if player.has_picture:
+                        # The clock runs from Welcome, but the first picture is always awaited.
+                        left = max(0.0, player.started_at + opts.seconds - now)
+                        timeout = min(timeout, left) if player.awaiting_frame else left
+                if receiving is None:
+                    receiving = asyncio.ensure_future(transport.recv())
+                woken = asyncio.ensure_future(wake.wait())
+                try:
+                    await asyncio.wait(
+                        {receiving, woken}, timeout=timeout, return_when="FIRST_COMPLETED"
+                    )
+                finally:
+                    woken.cancel()
+                if receiving.done():
+                    data, receiving = receiving.result(), None
+                elif wake.is_set():
+                    continue
+                else:
+                    data = None
+                if data is None:
+                    if opts.seconds is not None and player.done(time.perf_counter()):
+                        return
+                    what = "Welcome" if not player.streaming else "frame"
+                    raise TransportError(f"no {what} from the server within {timeout:g} s")
+                for reply in player.receive(data, time.perf_counter()):
+                    await transport.send(reply)
+        finally:
+            if receiving is not None:
+                receiving.cancel()
+                with contextlib.suppress(asyncio.CancelledError, SimulacraError):
+                    await receiving
+
+
+def _video_report(video: VideoStats, player: Player) -> dict[str, Any]:
+    """Video-mode figures: decoded frames, fps since Welcome, RTP payload bytes."""
+    end = video.last_at
+    start = player.started_at
+    seconds = end - start if end is not None and start is not None else 0.0
+    return {
+        "frames": video.frames,
+        "fps": round(video.frames / seconds, 2) if seconds > 0 else 0.0,
+        "bytes": video.rtp_bytes,
+        "packets": video.rtp_packets,
+        "bytes_per_frame": round(video.rtp_bytes / video.frames, 1) if video.frames else 0.0,
+        "bytes_source": "rtp payload",
+        "width": video.width,
+        "height": video.height,
+    }

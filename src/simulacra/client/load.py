@@ -8,8 +8,13 @@
                                                               └──► watcher 1..N (view role)
       controller's first K verified pictures ─► FrameSample ─► baselines, same frames:
           raw_full_frame (W*H*3)   zlib_full_frame (each picture alone)   vp8 (lossy, libvpx)
-      psutil on this process ─► server_rss_mb, server_cpu_percent
+      psutil on this process ─► server_rss_mb (peak), server_rss_over_run_mb (start, mid,
+          end: is it flat?), server_cpu_percent
       ─► one report dict (the ``simulacra bench stream --json`` object)
+
+    --mode video: watchers take the VP8 track (decoded frames, RTP payload bytes);
+      the controller stays on tiles, so the baselines see exact pictures and its
+      latency is the same input→Frame figure in both modes
 
     clients run in child processes (ClientsPlan as JSON on stdin, result on stdout):
       [controller] [watchers 1..k] [watchers k+1..] ...  so this process measures the server
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import statistics
 import sys
@@ -41,7 +47,7 @@ import numpy as np
 import psutil
 
 from simulacra import errors
-from simulacra.client.headless import ClientOptions, HeadlessClient
+from simulacra.client.headless import MODES, ClientOptions, HeadlessClient
 from simulacra.client.transports import TRANSPORTS
 from simulacra.errors import ConfigError, PayloadTooBig, SimulacraError, TransportError
 
@@ -50,6 +56,7 @@ __all__ = [
     "MAX_SECONDS",
     "MAX_SAMPLE_FRAMES",
     "MAX_PROCESSES",
+    "WATCHERS_PER_PROCESS",
     "LoadOptions",
     "ClientsPlan",
     "FrameSample",
@@ -65,6 +72,7 @@ MAX_SAMPLE_FRAMES = 120  # about 100 MB of 480x560 pictures at most
 MAX_PROCESSES = 16
 _MAX_PLAN_CHARS = 64 * 1024
 _MAX_CHILD_OUTPUT = 16 << 20
+_MAX_RSS_SAMPLES = 4096  # 17 min at 4 samples/s; past it every other sample is dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +100,10 @@ class LoadOptions:
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"transport must be one of {', '.join(TRANSPORTS)}")
-        if self.mode != "tiles":
-            raise ConfigError(f"the load runner streams mode 'tiles' only, got {self.mode!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode == "video" and self.transport != "webrtc":
+            raise ConfigError("video mode needs transport webrtc")
         if self.processes is not None and not 1 <= self.processes <= MAX_PROCESSES:
             raise ConfigError(f"processes must be 1..{MAX_PROCESSES}, got {self.processes}")
         if not 1 <= self.clients <= MAX_CLIENTS:
@@ -179,17 +189,37 @@ def baselines(sample: FrameSample, *, vp8: bool = True) -> dict[str, Any]:
 
 
 class _ProcessMonitor:
-    """Peak RSS and CPU time of this process over the run."""
+    """Peak RSS, RSS over time and CPU time of this process over the run."""
 
     def __init__(self) -> None:
         self.proc = psutil.Process()
-        self.peak_rss = self.proc.memory_info().rss
+        self.wall0 = time.perf_counter()
+        rss = self.proc.memory_info().rss
+        self.peak_rss = rss
+        self.samples: list[tuple[float, int]] = [(0.0, rss)]
         times = self.proc.cpu_times()
         self.cpu0 = times.user + times.system
-        self.wall0 = time.perf_counter()
 
     def sample(self) -> None:
-        self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
+        rss = self.proc.memory_info().rss
+        self.peak_rss = max(self.peak_rss, rss)
+        if len(self.samples) >= _MAX_RSS_SAMPLES:
+            self.samples = self.samples[::2]  # bounded; the shape of the curve stays
+        self.samples.append((time.perf_counter() - self.wall0, rss))
+
+    def over_run(self) -> dict[str, float]:
+        """RSS (MiB) at the start, middle and end of the run, and its peak."""
+        self.sample()
+        end_t = self.samples[-1][0]
+        mid = min(self.samples, key=lambda s: abs(s[0] - end_t / 2))
+        mib = 2**20
+        return {
+            "start": round(self.samples[0][1] / mib, 1),
+            "mid": round(mid[1] / mib, 1),
+            "end": round(self.samples[-1][1] / mib, 1),
+            "peak": round(self.peak_rss / mib, 1),
+            "samples": len(self.samples),
+        }
 
     def figures(self) -> tuple[float, float]:
         """(peak RSS in MiB, CPU percent of one core since the start; may pass 100)."""
@@ -283,7 +313,7 @@ async def run_clients(plan: ClientsPlan) -> dict[str, Any]:
     """Run a plan's clients in this process: their reports, baselines, process figures."""
     sample = FrameSample(plan.sample_frames)
 
-    def client_options(token: str, moves: int | None, seed: int) -> ClientOptions:
+    def client_options(token: str, moves: int | None, seed: int, mode: str) -> ClientOptions:
         return ClientOptions(
             plan.url,
             token,
@@ -292,17 +322,19 @@ async def run_clients(plan: ClientsPlan) -> dict[str, Any]:
             seconds=plan.seconds,
             app=plan.app,
             session=plan.session,
-            mode=plan.mode,
+            mode=mode,
             seed=seed,
             timeout=plan.timeout,
+            inbox=False,  # load clients only stream: no files API socket each
         )
 
     watchers = [
-        HeadlessClient(client_options(token, 0, plan.first_seed + i))
+        HeadlessClient(client_options(token, 0, plan.first_seed + i, plan.mode))
         for i, token in enumerate(plan.watcher_tokens)
     ]
+    # The controller samples exact pictures for the baselines: tiles in both modes.
     controller = (
-        HeadlessClient(client_options(plan.control_token, None, 0), on_frame=sample)
+        HeadlessClient(client_options(plan.control_token, None, 0, "tiles"), on_frame=sample)
         if plan.control_token
         else None
     )
@@ -370,11 +402,21 @@ async def _run_child(plan: ClientsPlan) -> dict[str, Any]:
     return result
 
 
+# Watchers one child process holds by default. Measured on 2 cores (sand, 50
+# watchers, 20 s, webrtc): 1 process of 50 gave 3 fps each, 4 processes 18 fps,
+# 8 processes 9 fps (the server starves). One event loop running dozens of aiortc
+# peers serializes their SCTP round trips long before it runs out of CPU.
+WATCHERS_PER_PROCESS = 12
+
+
 def _process_count(options: LoadOptions) -> int:
     if options.processes is not None:
         return options.processes
-    # Leave a core to the server and one to the controller.
-    return max(1, min(MAX_PROCESSES, (os.cpu_count() or 2) - 2))
+    # Leave a core to the server and one to the controller, but never pile
+    # more than about WATCHERS_PER_PROCESS watchers onto one event loop.
+    by_cpu = (os.cpu_count() or 2) - 2
+    by_load = math.ceil(options.clients / WATCHERS_PER_PROCESS)
+    return max(1, min(MAX_PROCESSES, max(by_cpu, by_load)))
 
 
 async def _run_children(plans: list[ClientsPlan]) -> list[dict[str, Any]]:
@@ -442,6 +484,7 @@ async def run_load(
 
     server_rss: float | None = None
     server_cpu: float | None = None
+    server_rss_over_run: dict[str, float] | None = None
     if options.url is not None:
         plans = plans_for(options.url, options.token, (options.token,) * options.clients)
         async with _monitored(options.seconds, progress):
@@ -473,6 +516,7 @@ async def run_load(
                 async with _monitored(options.seconds, progress) as monitor:
                     await _poll(lambda: server.connection_count == 0, children, None)
                     server_rss, server_cpu = monitor.figures()
+                    server_rss_over_run = monitor.over_run()
                 results = await children
         where = "in-process"
         note = (
@@ -482,9 +526,10 @@ async def run_load(
     control: dict[str, Any] = results[0]["control"]
     watched: list[dict[str, Any]] = [w for r in results[1:] for w in r["watchers"]]
     everyone = [control, *watched]
-    fps = sorted(r["fps"] for r in watched)
-    frames = sum(r["frames"] for r in everyone)
-    frame_bytes = sum(r["bytes_per_frame"] * r["frames"] for r in everyone)
+    shown = [_shown(r) for r in everyone]
+    fps = sorted(_shown(r)[1] for r in watched)
+    frames = sum(f for f, _, _ in shown)
+    frame_bytes = sum(b for _, _, b in shown)
     latency = control["latency_ms"]
     return {
         "app": control["app"],
@@ -506,9 +551,11 @@ async def run_load(
         "moves": control["moves"],
         "frames": frames,
         "bytes_per_frame": round(frame_bytes / frames, 1) if frames else 0.0,
+        "video_bytes_source": "rtp payload" if options.mode == "video" else None,
         "mismatches": sum(r["mismatches"] for r in everyone),
         "verified": sum(r["verified"] for r in everyone),
         "server_rss_mb": server_rss,
+        "server_rss_over_run_mb": server_rss_over_run,
         "server_cpu_percent": server_cpu,
         "clients_rss_mb": round(sum(r["rss_mb"] for r in results), 1),
         "clients_cpu_percent": round(sum(r["cpu_percent"] for r in results), 1),
@@ -516,6 +563,21 @@ async def run_load(
         "runner": "reference" if options.reference and options.url is None else "emulators",
         "baselines": results[0]["baselines"],
     }
+
+
+def _shown(report: dict[str, Any]) -> tuple[int, float, float]:
+    """(pictures shown, their fps, bytes that carried them) of one client's report.
+
+    Tiles: Frames and Frame message bytes. Video: decoded VP8 frames and RTP payload bytes.
+    """
+    video = report.get("video")
+    if video is not None:
+        return int(video["frames"]), float(video["fps"]), float(video["bytes"])
+    return (
+        int(report["frames"]),
+        float(report["fps"]),
+        float(report["bytes_per_frame"]) * int(report["frames"]),
+    )
 
 
 def main() -> int:

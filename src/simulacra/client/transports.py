@@ -7,6 +7,10 @@
       text {"type":"offer","sdp"} ──────► server                binary frame = one message
       text {"type":"answer","sdp"} ◄────                        (both directions)
       data channel "sim" opens ─► one message per channel message
+      video=True: a recvonly VP8 transceiver in the offer; decoded frames counted,
+      RTP payload bytes counted (and recorded)
+
+    every message received (signaling text, protocol, RTP payloads) ─► Recorder (``--record``)
 
 Both carriers offer the same three coroutines, ``send(bytes)``, ``recv() -> bytes``
 and ``close()``; ``recv`` raises ``TransportError`` once the carrier is gone.
@@ -18,11 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
 from websockets.asyncio.client import ClientConnection as WebSocket
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
@@ -42,6 +55,9 @@ __all__ = [
     "TRANSPORTS",
     "MAX_MESSAGE_BYTES",
     "MAX_QUEUED_BYTES",
+    "MAX_RECORD_BYTES",
+    "Recorder",
+    "VideoStats",
     "Transport",
     "WsTransport",
     "WebRtcTransport",
@@ -58,6 +74,10 @@ MAX_MESSAGE_BYTES = 1 << 20
 # Messages received over the data channel but not yet read; the server's
 # in-flight window keeps this small, the cap only stops a misbehaving peer.
 MAX_QUEUED_BYTES = 64 << 20
+# A --record file of a long video run grows fast; past this the run fails loudly.
+MAX_RECORD_BYTES = 4 << 30
+
+VideoHook = Callable[[float], None]
 
 _STATUS_ERRORS: dict[int, type[SimulacraError]] = {
     401: Unauthorized,
@@ -117,10 +137,56 @@ def _signal_error(obj: dict[str, Any]) -> SimulacraError:
     return kind(f"server error {code}: {message}")
 
 
+class Recorder:
+    """Appends every byte received to one binary file (``--record``), up to ``limit``.
+
+    Messages are written as they arrive, back to back and unframed: the file
+    answers "did these bytes ever reach this client", not "in which message".
+    """
+
+    __slots__ = ("sink", "limit", "bytes")
+
+    def __init__(self, sink: BinaryIO, *, limit: int = MAX_RECORD_BYTES) -> None:
+        self.sink = sink
+        self.limit = limit
+        self.bytes = 0
+
+    def write(self, data: bytes | str) -> int:
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        if self.bytes + len(raw) > self.limit:
+            raise PayloadTooBig(f"record file would pass its {self.limit}-byte limit")
+        self.sink.write(raw)
+        self.bytes += len(raw)
+        return len(raw)
+
+
+class VideoStats:
+    """What the video track delivered: decoded frames and RTP payload bytes."""
+
+    __slots__ = ("frames", "rtp_bytes", "rtp_packets", "width", "height", "first_at", "last_at")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.rtp_bytes = 0
+        self.rtp_packets = 0
+        self.width = 0
+        self.height = 0
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+
+    def frame(self, width: int, height: int, now: float) -> None:
+        self.frames += 1
+        self.width, self.height = width, height
+        if self.first_at is None:
+            self.first_at = now
+        self.last_at = now
+
+
 class Transport(ABC):
     """One protocol message per ``send``/``recv``."""
 
     name: str
+    video: VideoStats | None = None  # set by carriers that receive a video track
 
     @abstractmethod
     async def send(self, data: bytes) -> None:
@@ -144,8 +210,9 @@ class WsTransport(Transport):
 
     name = "ws"
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: WebSocket, *, record: Recorder | None = None) -> None:
         self._ws = ws
+        self._record = record
 
     async def send(self, data: bytes) -> None:
         try:
@@ -159,6 +226,8 @@ class WsTransport(Transport):
                 message = await self._ws.recv()
             except ConnectionClosed as exc:
                 raise _closed_error(exc) from None
+            if self._record is not None:
+                self._record.write(message)
             if isinstance(message, bytes):
                 return message
             # Text frames carry signaling JSON; only an error matters here.
@@ -182,9 +251,21 @@ class WebRtcTransport(Transport):
 
     name = "webrtc"
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(
+        self,
+        ws: WebSocket,
+        *,
+        record: Recorder | None = None,
+        video: bool = False,
+        on_video_frame: VideoHook | None = None,
+    ) -> None:
         self._ws = ws
+        self._record = record
+        self._on_video_frame = on_video_frame
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._video_task: asyncio.Task[None] | None = None
+        if video:
+            self._want_video()
         self._channel = self._pc.createDataChannel("sim", ordered=True)
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued_bytes = 0
@@ -197,10 +278,62 @@ class WebRtcTransport(Transport):
         self._channel.on("close", lambda: self._finish(None))
         self._pc.on("connectionstatechange", self._on_state)
 
+    def _want_video(self) -> None:
+        """A recvonly VP8 transceiver: the offer gets the video m-line the server needs."""
+        self.video = VideoStats()
+        transceiver = self._pc.addTransceiver("video", direction="recvonly")
+        capabilities = RTCRtpReceiver.getCapabilities("video")
+        vp8 = [c for c in capabilities.codecs if c.mimeType == "video/VP8"] if capabilities else []
+        if vp8:
+            transceiver.setCodecPreferences(vp8)
+        # aiortc reports no byte count for inbound RTP; count payloads where they
+        # arrive (its per-packet entry point, looked up on the receiver instance).
+        receiver = transceiver.receiver
+        handle = receiver._handle_rtp_packet
+        stats = self.video
+
+        async def counted(packet: Any, arrival_time_ms: int) -> None:
+            stats.rtp_packets += 1
+            stats.rtp_bytes += len(packet.payload)
+            if self._record is not None and not self._closed.is_set():
+                try:
+                    self._record.write(packet.payload)
+                except PayloadTooBig as exc:
+                    self._finish(exc)
+            await handle(packet, arrival_time_ms=arrival_time_ms)
+
+        receiver._handle_rtp_packet = counted  # type: ignore[method-assign]
+        self._pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video" and self._video_task is None:
+            self._video_task = asyncio.get_running_loop().create_task(
+                self._pull_video(track), name="video frames"
+            )
+
+    async def _pull_video(self, track: MediaStreamTrack) -> None:
+        # aiortc decodes VP8 in its own thread; recv hands over decoded frames.
+        assert self.video is not None
+        while not self._closed.is_set():
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            now = time.perf_counter()
+            self.video.frame(int(frame.width), int(frame.height), now)  # type: ignore[union-attr]
+            if self._on_video_frame is not None:
+                self._on_video_frame(now)
+
     def _on_message(self, message: bytes | str) -> None:
         if self._closed.is_set():
             return
         data = message.encode() if isinstance(message, str) else message
+        if self._record is not None:
+            try:
+                self._record.write(data)
+            except PayloadTooBig as exc:
+                self._finish(exc)
+                return
         self._queued_bytes += len(data)
         if self._queued_bytes > MAX_QUEUED_BYTES:
             self._finish(PayloadTooBig(f"over {MAX_QUEUED_BYTES} bytes received and not read"))
@@ -248,6 +381,8 @@ class WebRtcTransport(Transport):
     async def _await_answer(self) -> str:
         while True:
             message = await self._ws.recv()
+            if self._record is not None:
+                self._record.write(message)
             if isinstance(message, bytes):
                 continue
             obj = _parse_signal(message)
@@ -262,6 +397,8 @@ class WebRtcTransport(Transport):
         try:
             while True:
                 message = await self._ws.recv()
+                if self._record is not None:
+                    self._record.write(message)
                 if isinstance(message, str):
                     obj = _parse_signal(message)
                     if obj.get("type") == "error":
@@ -269,6 +406,8 @@ class WebRtcTransport(Transport):
                         return
         except (ConnectionClosed, ProtocolError):
             return
+        except PayloadTooBig as exc:  # the record file is full
+            self._finish(exc)
 
     async def send(self, data: bytes) -> None:
         if self._closed.is_set() or self._channel.readyState != "open":
@@ -292,10 +431,11 @@ class WebRtcTransport(Transport):
 
     async def close(self) -> None:
         self._finish(None)
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for task in (self._watcher, self._video_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._pc.close()
         await self._ws.close()
 
@@ -332,13 +472,26 @@ async def _open_ws(uri: str, timeout: float) -> WebSocket:
 
 
 async def open_transport(
-    url: str, token: str, transport: str, *, timeout: float = 15.0
+    url: str,
+    token: str,
+    transport: str,
+    *,
+    timeout: float = 15.0,
+    record: Recorder | None = None,
+    video: bool = False,
+    on_video_frame: VideoHook | None = None,
 ) -> Transport:
-    """Connect to the server at ``url`` and return an open carrier."""
+    """Connect to the server at ``url`` and return an open carrier.
+
+    ``video`` (webrtc only) offers a recvonly VP8 track; ``on_video_frame(t)``
+    runs after each decoded frame. ``record`` gets every message received.
+    """
+    if video and transport != "webrtc":
+        raise ConfigError("video mode needs transport webrtc")
     ws = await _open_ws(signal_url(url, token, transport), timeout)
     if transport == "ws":
-        return WsTransport(ws)
-    carrier = WebRtcTransport(ws)
+        return WsTransport(ws, record=record)
+    carrier = WebRtcTransport(ws, record=record, video=video, on_video_frame=on_video_frame)
     try:
         await carrier.negotiate(timeout)
     except BaseException:
