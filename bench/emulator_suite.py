@@ -44,10 +44,12 @@ from simulacra.codecs.emulator.examples import SUITE, SuiteFunction, truth_table
 
 # Ablation name -> compile_emulator keyword arguments; run only where the codec has them.
 # "neural only" keeps the learned decoders (the codec always keeps ``packed`` as the
-# last resort); "output fixes only" leaves every decoder miss to output_fixes.
+# last resort); "output fixes only" leaves every decoder miss to output_fixes; "neural,
+# no latent" is both at once, so neural_only against it prices the latent fixes alone.
 ABLATIONS: dict[str, dict[str, Any]] = {
     "neural_only": {"heuristics": ("mlp",)},
     "output_fixes_only": {"latent_fixes": False},
+    "neural_no_latent": {"heuristics": ("mlp",), "latent_fixes": False},
 }
 NEURAL_KINDS = ("mlp",)
 QUERY_CHUNK = 1 << 20
@@ -267,6 +269,139 @@ def run_one(codec: Any, name: str, *, ablations: bool) -> dict[str, Any]:
     return result
 
 
+# Realistic app segments where a learned decoder had its best chance (rasters, a CA rule).
+APP_SEGMENTS: dict[str, tuple[str, str, int, int]] = {
+    "glyph2048": ("simulacra.apps.font", "glyph_reference", 15, 4),
+    "viewer_glyph": ("simulacra.apps.viewer", "viewer_glyph_reference", 14, 4),
+    "sand_rule": ("simulacra.apps.sand", "sand_rule_reference", 20, 2),
+}
+
+
+def run_segments(codec: Any) -> dict[str, dict[str, Any]]:
+    """Full compile vs the ablations on the app segments (bytes, shares, fixes, exact)."""
+    import importlib
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, (module, func, n, m) in APP_SEGMENTS.items():
+        fn = getattr(importlib.import_module(module), func)
+        table = truth_table(fn, n)
+        row: dict[str, Any] = {"in_bits": n, "out_bits": m, "packed": ((1 << n) * m + 7) // 8}
+        for label, kwargs in {"full": {}, **ABLATIONS}.items():
+            print(f"segment {name}: {label}", file=sys.stderr)
+            t0 = time.perf_counter()
+            emu = codec.compile_emulator(fn, n, m, vectorized=True, seed=0, **kwargs)
+            rep = emu.report()
+            row[label] = {
+                "bytes": int(emu.nbytes),
+                "shares": rep.get("shares", {}),
+                "fixes": rep.get("fixes", {}),
+                "exact": _exact(emu, table),
+                "compile_seconds": time.perf_counter() - t0,
+            }
+        out[name] = row
+    return out
+
+
+def _latent_sentence(rows: dict[str, dict[str, Any]], segments: dict[str, dict[str, Any]]) -> str:
+    pairs = []
+    for name, r in {**rows, **segments}.items():
+        ab = r.get("ablations", r)
+        with_latent = ab.get("neural_only", {})
+        without = ab.get("neural_no_latent", {})
+        if "bytes" not in with_latent or "bytes" not in without:
+            continue
+        if with_latent.get("shares", {}).get("mlp", 0.0) == 0.0:
+            continue
+        pairs.append(f"{name} {_n(with_latent['bytes'])} vs {_n(without['bytes'])}")
+    if not pairs:
+        return ""
+    same = all(a == b for a, b in (p.split(" ", 1)[1].split(" vs ") for p in pairs))
+    verdict = (
+        "identical everywhere: every miss takes exactly one fix either way, and a latent "
+        "fix is as wide as an output fix, so the latent stage buys nothing yet. "
+        if same
+        else "they differ, so the latent stage matters where a network is used. "
+    )
+    return (
+        "Where a network is forced (neural_only), latent fixes against output fixes only "
+        f"(neural_no_latent), in bytes: {'; '.join(pairs)}; {verdict}"
+    )
+
+
+def _glyph_sentence(segments: dict[str, dict[str, Any]]) -> str:
+    glyphs = {n: r for n, r in segments.items() if "glyph" in n}
+    if not glyphs:
+        return ""
+    pairs = "; ".join(
+        f"{n}: {_n(r['neural_only']['fixes'].get('latent_fixes', 0))} latent fixes under the "
+        f"network vs {_n(r['full']['fixes'].get('output_fixes', 0))} output fixes under "
+        f"{'+'.join(r['full']['shares'])}"
+        for n, r in glyphs.items()
+    )
+    return (
+        f"On the glyph rasters ({pairs}) the network has to be corrected on about as many "
+        "inputs as the structural model, and its weights come on top: it learns little "
+        "that sparse exact fixes do not already store more cheaply."
+    )
+
+
+def _interpretation(
+    results: dict[str, dict[str, Any]], segments: dict[str, dict[str, Any]]
+) -> list[str]:
+    """A paragraph that reads the ablation numbers of this run (no claims beyond them)."""
+    rows = {n: r for n, r in results.items() if "ablations" in r}
+    neural_rows = [n for n, r in rows.items() if r.get("neural_share", 0.0) > 0]
+    latent_rows = [
+        n
+        for n, r in rows.items()
+        if r["ablations"].get("output_fixes_only", {}).get("bytes", r["emulator_bytes"])
+        != r["emulator_bytes"]
+    ]
+    nn_wins = [
+        n
+        for n, r in {**rows, **segments}.items()
+        if r.get("neural_only", r.get("ablations", {}).get("neural_only", {})).get("bytes", 1 << 62)
+        < r.get("full", {}).get("bytes", r.get("emulator_bytes", 0))
+    ]
+    seg_neural = [n for n, r in segments.items() if r["full"]["shares"].get("mlp", 0.0) > 0]
+    ratios = [
+        r["ablations"]["neural_only"]["ratio_to_full"]
+        for r in rows.values()
+        if "bytes" in r["ablations"].get("neural_only", {})
+    ]
+    seg_ratios = [r["neural_only"]["bytes"] / r["full"]["bytes"] for r in segments.values()]
+    text = (
+        f"**Interpretation.** The learned decoder serves {len(neural_rows)} of {len(rows)} suite "
+        f"rows{' (' + ', '.join(neural_rows) + ')' if neural_rows else ''} and "
+        f"{len(seg_neural)} of {len(segments)} app segments in the full compile. "
+        "Restricted to neural decoders, every row costs "
+        + (
+            f"{min(ratios + seg_ratios):.2f}× to {max(ratios + seg_ratios):,.0f}× the full emulator"
+            if ratios + seg_ratios
+            else "n/a"
+        )
+        + "; "
+        + (
+            "a neural-only compile is never smaller than the full search, so the structural "
+            "heuristics (const + output fixes on glyph rasters, level tables on the sand rule "
+            "and 2048's row) carry everything. "
+            if not nn_wins
+            else f"neural-only is smaller than the full compile on {', '.join(nn_wins)} "
+            "(a search gap to fix). "
+        )
+        + (
+            "Latent fixes change no size: disabling them (output_fixes_only) gives identical "
+            "bytes on every row, because no compile keeps a neural decoder, and only a neural "
+            "plane has latent bits to flip. "
+            if not latent_rows
+            else f"Latent fixes change the size of {', '.join(latent_rows)}. "
+        )
+        + _latent_sentence(rows, segments)
+        + _glyph_sentence(segments)
+    )
+    return ["", text]
+
+
 # --- output -----------------------------------------------------------------------
 
 
@@ -284,7 +419,11 @@ def _rate(v: float) -> str:
     return f"{v / 1e6:,.2f} M/s"
 
 
-def render_markdown(results: dict[str, dict[str, Any]], machine: dict[str, Any]) -> str:
+def render_markdown(
+    results: dict[str, dict[str, Any]],
+    machine: dict[str, Any],
+    segments: dict[str, dict[str, Any]] | None = None,
+) -> str:
     out = [
         "# Emulator benchmark",
         "",
@@ -387,7 +526,8 @@ def render_markdown(results: dict[str, dict[str, Any]], machine: dict[str, Any])
             "## Ablations (bytes; ratio to the full emulator)",
             "",
             "neural_only: learned decoders only, no structural heuristics (packed stays as "
-            "the last resort); output_fixes_only: no latent fixes, every miss is an output fix.",
+            "the last resort); output_fixes_only: no latent fixes, every miss is an output fix; "
+            "neural_no_latent: both (neural_only against it is the value of latent fixes).",
             "",
             "| function | full | neural share | latent / output fixes | "
             + " | ".join(ABLATIONS)
@@ -414,6 +554,33 @@ def render_markdown(results: dict[str, dict[str, Any]], machine: dict[str, Any])
                 + " | ".join(cells)
                 + " |"
             )
+    if segments:
+        labels = ["full", *ABLATIONS]
+        out += [
+            "",
+            "## App segments (bytes; heuristic shares; latent / output fixes)",
+            "",
+            "| segment | n→m | packed | " + " | ".join(labels) + " |",
+            "|---|---|---|" + "---|" * len(labels),
+        ]
+        for name, r in segments.items():
+            cells = []
+            for label in labels:
+                a = r[label]
+                shares = ", ".join(f"{k} {v:.0%}" for k, v in a["shares"].items())
+                fx = a["fixes"]
+                flag = "" if a["exact"] else ", NOT exact"
+                cells.append(
+                    f"{_n(a['bytes'])} ({shares}; {_n(fx.get('latent_fixes', 0))} / "
+                    f"{_n(fx.get('output_fixes', 0))}{flag})"
+                )
+            out.append(
+                f"| {name} | {r['in_bits']}→{r['out_bits']} | {_n(r['packed'])} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    if any("ablations" in r for r in results.values()):
+        out += _interpretation(results, segments or {})
     return "\n".join(out) + "\n"
 
 
@@ -482,16 +649,21 @@ def main(argv: list[str] | None = None) -> int:
 
     names = args.only or list(SUITE)
     results = {n: run_one(codec, n, ablations=not args.no_ablations) for n in names}
+    segments = (
+        run_segments(codec) if codec is not None and not args.no_ablations and not args.only else {}
+    )
     machine = _machine()
     _print_summary(results)
 
     json_path = args.json or (None if args.only else ROOT / "docs" / "benchmarks.json")
     md_path = args.markdown or (None if args.only else ROOT / "docs" / "benchmarks.md")
     if json_path:
-        json_path.write_text(json.dumps({"machine": machine, "functions": results}, indent=2))
+        json_path.write_text(
+            json.dumps({"machine": machine, "functions": results, "segments": segments}, indent=2)
+        )
         print(f"wrote {json_path}", file=sys.stderr)
     if md_path:
-        md_path.write_text(render_markdown(results, machine))
+        md_path.write_text(render_markdown(results, machine, segments))
         print(f"wrote {md_path}", file=sys.stderr)
     if codec is None:
         return 0

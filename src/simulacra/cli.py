@@ -9,8 +9,9 @@ function, so this file stays a dispatcher::
     simulacra apps                 simulacra.apps.cli
     simulacra files                simulacra.codecs.files.cli
 
-A subcommand's handler returns an exit code. A ``SimulacraError`` becomes one
-line on stderr (or an ``error`` object with ``--json``) and exit status 1.
+A subcommand's handler returns an exit code. A ``SimulacraError`` (or an
+``OSError``) becomes one line on stderr (or an ``error`` object with
+``--json``) and exit status 1.
 """
 
 from __future__ import annotations
@@ -65,13 +66,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except SimulacraError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}))
-        else:
-            print(f"simulacra: {exc}", file=sys.stderr)
-        return 1
+        return _report(args, type(exc).__name__, str(exc))
+    except OSError as exc:
+        # A disk or network failure nobody wrapped: still one line, never a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        return _report(args, "OSError", f"{exc.strerror or exc}{where}")
     except KeyboardInterrupt:
         return 130
+
+
+def _report(args: argparse.Namespace, kind: str, message: str) -> int:
+    """Print one error line (an ``error`` object with ``--json``); the exit status."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": {"type": kind, "message": message}}))
+    else:
+        print(f"simulacra: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

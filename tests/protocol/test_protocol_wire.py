@@ -268,10 +268,12 @@ msgpack_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 9), st.lists(msgpack_values, max_size=11))
 def test_fuzz_structured(type_id: int, fields: list[object]) -> None:
+    # Only ProtocolError may escape; whatever is accepted is a valid message that round-trips.
     try:
-        decode_message(pack(1, type_id, *fields))
+        msg = decode_message(pack(1, type_id, *fields))
     except ProtocolError:
-        pass
+        return
+    assert decode_message(encode_message(msg)) == msg
 
 
 @settings(max_examples=300, deadline=None)
@@ -282,9 +284,10 @@ def test_fuzz_mutated_messages(msg: Message, data: st.DataObject) -> None:
     wire[at] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(wire)))
     try:
-        decode_message(bytes(wire[:cut]))
+        mutated = decode_message(bytes(wire[:cut]))
     except ProtocolError:
-        pass
+        return
+    assert decode_message(encode_message(mutated)) == mutated
 
 
 # --- stream framing ------------------------------------------------------------

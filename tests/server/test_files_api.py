@@ -225,6 +225,11 @@ async def test_bad_chunks_abort_the_upload(server, tmp_path):
         assert err["op"] == "chunk_error" and "shorter" in err["error"]["message"]
         await ws.send("not json")
         assert json.loads(await ws.recv())["error"]["type"] == "ProtocolError"
+        # Download chunks carry the request id as a u32: a larger one is refused up front.
+        for rid in (-1, 2**32):
+            await ws.send(json.dumps({"id": rid, "op": "ls"}))
+            err = json.loads(await ws.recv())
+            assert err["id"] is None and "integer id 0..4294967295" in err["error"]["message"]
 
 
 async def test_restart_keeps_files_codes_and_inbox(tmp_path):
@@ -244,3 +249,36 @@ async def test_restart_keeps_files_codes_and_inbox(tmp_path):
         got = await redeem(srv.url, bob, code)
         async with FilesClient(srv.url, bob) as b:
             assert (await b.get(entry=got["id"]))[1] == data
+
+
+async def test_a_slow_sink_holds_back_the_socket_not_memory(server, monkeypatch):
+    import threading
+
+    from simulacra.client import files_api
+
+    monkeypatch.setattr(files_api, "DOWNLOAD_QUEUE_PIECES", 2)
+    alice = server.add_user("alice")
+    data = os.urandom(8 * 64 * 1024)  # eight 64 KiB blocks: eight download pieces
+
+    class Sink:
+        def __init__(self) -> None:
+            self.go = threading.Event()
+            self.parts: list[bytes] = []
+
+        def write(self, piece: bytes) -> None:
+            self.go.wait(DEADLINE_S)  # runs in a worker thread: the event loop stays free
+            self.parts.append(piece)
+
+    sink = Sink()
+    async with FilesClient(server.url, alice) as a:
+        entry = await a.put(data, name="slow.bin")
+        task = asyncio.create_task(a.get(entry=entry["id"], sink=sink))  # type: ignore[arg-type]
+        await wait_until(
+            lambda: a._downloads and next(iter(a._downloads.values())).queue.full(), "a full queue"
+        )
+        (dl,) = a._downloads.values()
+        assert dl.queue.qsize() == 2  # the bound held while the sink was stuck
+        sink.go.set()
+        info, none = await asyncio.wait_for(task, DEADLINE_S)
+    assert none is None and info["size"] == len(data)
+    assert b"".join(sink.parts) == data

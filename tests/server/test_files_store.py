@@ -1,9 +1,11 @@
 import hashlib
 import os
 import sqlite3
+import time
 
 import pytest
 
+from simulacra.codecs.files.blobstore import STALE_AFTER_S
 from simulacra.errors import (
     CodeError,
     CodeExpired,
@@ -81,7 +83,7 @@ def test_parse_ttl(text, seconds):
     assert parse_ttl(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "7w", "-1d", "0s", "400d", "1.5h"])
+@pytest.mark.parametrize("text", ["", "7w", "-1d", "0s", "400d", "1.5h", True, 0])
 def test_parse_ttl_refuses(text):
     with pytest.raises(ConfigError):
         parse_ttl(text)
@@ -319,3 +321,17 @@ def test_empty_file_round_trips(files):
     empty = files.put_bytes("alice", "empty.txt", b"")
     assert empty.size == 0
     assert b"".join(files.read("alice", empty.id)) == b""
+
+
+def test_a_second_node_starting_keeps_uploads_in_progress_but_not_crash_leftovers(files, tmp_path):
+    data = b"half of an upload"
+    live = files.begin_upload("alice", "live.bin", 2 * len(data), "", "0" * 64)
+    live.write(0, data)
+    crashed = tmp_path / "uploads" / "0123456789abcdef01234567.part"
+    crashed.write_bytes(b"left by a crash")
+    long_ago = time.time() - STALE_AFTER_S - 60
+    os.utime(crashed, (long_ago, long_ago))
+    FilesStore(tmp_path, try_emulator=False).close()  # node B starts on the same data dir
+    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == [live.path.name]
+    assert live.write(len(data), data) == 2 * len(data)
+    live.abort()

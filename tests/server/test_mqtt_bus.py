@@ -605,3 +605,31 @@ def _code(rc: Any) -> int:
 def _bytes(message: aiomqtt.Message) -> bytes:
     assert isinstance(message.payload, bytes)
     return message.payload
+
+
+@pytest.mark.mqtt
+async def test_presence_of_too_many_nodes_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Anyone on the broker may publish presence: the table of known nodes stays bounded.
+    from simulacra.server import bus as bus_module
+
+    monkeypatch.setattr(bus_module, "MAX_KNOWN_NODES", 2)
+    async with MqttBus(BusConfig(None, "solo", tmp_path)) as bus:
+        await asyncio.wait_for(bus.wait_connected(), DEADLINE)
+
+        async def sees_itself() -> bool:
+            return "solo" in bus.status()["nodes"]
+
+        await _poll(sees_itself, "the node's own presence")
+        target = parse_mqtt_url(bus.broker_url)
+        async with aiomqtt.Client(target.host, target.port) as raw:
+            for node, state in [("n1", "online"), ("n2", "online"), ("n1", "offline")]:
+                payload = presence_payload(node, state, 1.0)
+                await raw.publish(presence_topic(node), payload, qos=1)
+
+        async def n1_went_offline() -> bool:
+            return bus.status()["nodes"].get("n1") == "offline"
+
+        await _poll(n1_went_offline, "n1's second presence")
+        assert bus.status()["nodes"] == {"n1": "offline", "solo": "online"}

@@ -84,6 +84,7 @@ def test_release_counts_attempts_and_backs_off(tmp_path: Path) -> None:
 
 def test_retry_delay_doubles_up_to_the_cap() -> None:
     assert [retry_delay(n) for n in range(8)] == [0.5, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
+    assert retry_delay(100_000) == 5.0  # a row failing for days still waits, never overflows
 
 
 def test_purge_forgets_only_old_sent_rows(tmp_path: Path) -> None:

@@ -131,3 +131,40 @@ async def test_view_role_watches_but_cannot_steer(tmp_path: Path) -> None:
                 frame = await watcher.frame()
                 assert frame.input_seq == 0  # its own (refused) input was never applied
                 await watcher.send(Ack(seq=frame.seq))
+
+
+async def test_watchers_share_encodes_and_every_picture_verifies(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as srv:
+        tokens = [srv.add_user(f"w{i}", role="view") for i in range(3)]
+        async with (
+            ProtoClient.open(srv, srv.admin_token) as driver,
+            ProtoClient.open(srv, tokens[0]) as w0,
+            ProtoClient.open(srv, tokens[1]) as w1,
+            ProtoClient.open(srv, tokens[2]) as w2,
+        ):
+            clients = (driver, w0, w1, w2)
+            for client in clients:  # one after the other: four groups at first
+                await client.hello(session="shared-encodes")
+                key = await client.frame()
+                assert key.keyframe
+                await client.send(Ack(seq=key.seq))
+            session = shared(srv, "shared-encodes")
+            for seq in range(1, 11):
+                await driver.send(Input(seq=seq, kind="key", key=KEYS[seq % 4]))
+                answer = None
+                while answer is None or answer.input_seq < seq:
+                    answer = await driver.frame()
+                    await driver.send(Ack(seq=answer.seq))
+                assert driver.decoder is not None
+                assert driver.decoder.checksum() == answer.checksum
+                for watcher in clients[1:]:
+                    assert watcher.decoder is not None
+                    while watcher.decoder.checksum() != answer.checksum:
+                        frame = await watcher.frame()
+                        assert watcher.decoder.checksum() == frame.checksum
+                        await watcher.send(Ack(seq=frame.seq))
+            # The first pass with four groups in step merged three of them by keyframe:
+            # from then on each picture is encoded twice at most, not four times.
+            assert session.stats.regroups >= 1
+            assert len(session.groups) <= 2
+            assert session.stats.encodes < session.stats.frames

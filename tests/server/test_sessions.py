@@ -8,16 +8,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from server_testkit import wait_until
 
 from simulacra.apps.base import App, InputEvent
 from simulacra.codecs.display import FrameDecoder, FrameEncoder, TileEncodeCache
 from simulacra.errors import PayloadTooBig
-from simulacra.protocol.messages import Frame, Input, Message
-from simulacra.protocol.wire import MAX_MESSAGE_BYTES
+from simulacra.protocol.messages import Frame, Hello, Input, Message, Welcome
+from simulacra.protocol.session import ClientConnection, ServerConnection
+from simulacra.protocol.wire import MAX_MESSAGE_BYTES, encode_message
 from simulacra.server.sessions import (
     AppSession,
     SessionManager,
+    SharedFrame,
     encoder_memory_bound,
     viewer_memory_bound,
 )
@@ -263,4 +267,227 @@ async def test_redraw_renders_again_and_viewers_get_the_change() -> None:
     await wait_until(lambda: len(sink.frames) == 2, "the redrawn frame")
     assert (sink.frames[1].input_seq, [t[0] for t in sink.frames[1].tiles]) == (0, [1])
     assert sink.decoder.framebuffer[0, 16, 0] == 200
+    await session.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seq=st.integers(1, 2**53 - 1),
+    input_seq=st.integers(0, 2**53 - 1),
+    lead=st.tuples(st.integers(1, 2**53 - 1), st.integers(0, 2**53 - 1)),
+    keyframe=st.booleans(),
+    checksum=st.integers(0, 2**32 - 1),
+    tiles=st.lists(
+        st.tuples(st.integers(0, 11), st.integers(0, 4), st.binary(max_size=300)), max_size=20
+    ),
+)
+def test_shared_frame_splices_exactly_what_encode_message_writes(
+    seq: int,
+    input_seq: int,
+    lead: tuple[int, int],
+    keyframe: bool,
+    checksum: int,
+    tiles: list[tuple[int, int, bytes]],
+) -> None:
+    template = Frame(lead[0], lead[1], keyframe, 64, 48, tuple(tiles), checksum)
+    shared = SharedFrame.of(template)
+    header = shared.header(seq, input_seq)
+    assert header.tiles == () and (header.seq, header.input_seq) == (seq, input_seq)
+    mine = Frame(seq, input_seq, keyframe, 64, 48, tuple(tiles), checksum)
+    assert shared.wire(encode_message(header)) == encode_message(mine)
+    assert shared.frame_for(seq, input_seq) == mine
+    assert shared.data == encode_message(template)
+
+
+class Noise(App):
+    """64x48 (12 tiles); each key or tick repaints a few tiles from a seeded generator."""
+
+    name: ClassVar[str] = "noise"
+    title: ClassVar[str] = "noise"
+    width: ClassVar[int] = 64
+    height: ClassVar[int] = 48
+
+    def reset(self, seed: int) -> int:
+        return seed
+
+    def step(self, state: int, event: InputEvent | None) -> int:
+        return state + 1
+
+    def render(self, state: int) -> np.ndarray:
+        rng = np.random.default_rng(state % 5)  # pictures recur: dictionary REFs happen
+        fb = np.zeros((self.height, self.width, 3), dtype=np.uint8)
+        for index in rng.choice(12, size=4, replace=False):
+            row, col = divmod(int(index), 4)
+            fb[row * 16 : row * 16 + 16, col * 16 : col * 16 + 16] = rng.integers(
+                0, 4, (16, 16, 3), dtype=np.uint8
+            ) * (state % 7 + 1)
+        return fb
+
+
+class WireSink:
+    """A viewer's connection down to the bytes: server state machine, wire, client decoder."""
+
+    def __init__(self) -> None:
+        self.server = ServerConnection()
+        self.client = ClientConnection()
+        hello = self.client.send(Hello("t/0", "noise", "s", "tiles"))
+        self.server.receive_data(hello)
+        welcome = Welcome("s", "u", "view", "noise", Noise.width, Noise.height, 16, 8, ("noise",))
+        self.client.receive_data(self.server.send(welcome))
+        self.decoder = FrameDecoder(Noise.width, Noise.height, dictionary_slots=8)
+        self.frames: list[Frame] = []
+        self.mismatches = 0
+
+    def congested(self) -> bool:
+        return False
+
+    def buffered(self) -> int:
+        return 0
+
+    def abort(self, code: int, message: str) -> None:
+        raise AssertionError(f"aborted: {code} {message}")
+
+    def send_message(self, msg: Message) -> None:
+        self._receive(self.server.send(msg))
+
+    def send_frame(self, shared: SharedFrame, seq: int, input_seq: int) -> None:
+        self._receive(shared.wire(self.server.send(shared.header(seq, input_seq))))
+
+    def _receive(self, data: bytes) -> None:
+        (frame,) = self.client.receive_data(data)
+        assert isinstance(frame, Frame)
+        self.decoder.apply(frame.tiles, keyframe=frame.keyframe)
+        self.mismatches += self.decoder.checksum() != frame.checksum
+        self.frames.append(frame)
+
+
+def noise_session(window: int = 4, regroup_interval: float = 10.0) -> AppSession:
+    session = AppSession(
+        ("shared", "noise", "s"),
+        "s",
+        Noise(),
+        executor=None,
+        cache=TileEncodeCache(256),
+        frame_window=window,
+        max_pending=64,
+        dictionary_slots=8,
+        seed=3,
+        regroup_interval=regroup_interval,
+    )
+    session.start()
+    return session
+
+
+async def test_in_sync_viewers_share_one_encode_and_all_verify() -> None:
+    session = noise_session()
+    sinks = [WireSink() for _ in range(6)]
+    # Joined in one batch: one keyframe pass, one group.
+    viewers = [
+        session.join(s, f"u{i}", "control" if i == 0 else "view") for i, s in enumerate(sinks)
+    ]
+    await wait_until(lambda: all(len(s.frames) == 1 for s in sinks), "the keyframes")
+    for seq in range(1, 13):
+        for v, s in zip(viewers, sinks, strict=True):
+            session.ack(v, s.frames[-1].seq)
+        sinks[0].client.send(key(seq))  # the Input the server's state machine answers
+        sinks[0].server.receive_data(encode_message(key(seq)))
+        session.submit_input(viewers[0], key(seq))
+        await wait_until(lambda n=seq + 1: all(len(s.frames) == n for s in sinks), "the fan-out")
+    assert sum(s.mismatches for s in sinks) == 0
+    assert [len(s.frames) for s in sinks] == [13] * 6
+    assert len(session.groups) == 1 and len(session.groups[0].members) == 6
+    assert session.framebuffer is not None
+    for s in sinks:
+        assert (s.decoder.framebuffer == session.framebuffer).all()
+        # Same tiles for everyone; only the controller's frames answer its inputs.
+        assert [f.tiles for f in s.frames] == [f.tiles for f in sinks[0].frames]
+    assert [f.input_seq for f in sinks[1].frames] == [0] * 13
+    assert [f.input_seq for f in sinks[0].frames] == list(range(13))
+    # One encode per picture (the keyframe included), not one per viewer and picture.
+    assert session.stats.encodes <= 13 and session.stats.frames == 6 * 13
+    assert session.stats.forks == 0
+    await session.close()
+
+
+async def test_a_skipping_viewer_forks_verifies_and_rejoins_at_a_keyframe() -> None:
+    session = noise_session(window=2)
+    sinks = [WireSink() for _ in range(3)]
+    a, b, c = (session.join(s, f"u{i}", "view") for i, s in enumerate(sinks))
+    await wait_until(lambda: all(len(s.frames) == 1 for s in sinks), "the keyframes")
+
+    async def redraw_and_ack(ackers: tuple[Any, ...], frames: int) -> None:
+        session.redraw()
+        await wait_until(lambda: all(len(s.frames) == frames for s in sinks[:2]), "a frame")
+        for v, s in zip((a, b, c), sinks, strict=True):
+            if v in ackers:
+                session.ack(v, s.frames[-1].seq)
+
+    session._state += 1  # noqa: SLF001  (a redraw shows the next picture)
+    await redraw_and_ack((a, b), 2)  # c got frame 2 too: its window (2) is now full
+    for frames in range(3, 6):
+        session._state += 1  # noqa: SLF001
+        await redraw_and_ack((a, b), frames)
+    assert len(sinks[2].frames) == 2 and session.stats.forks == 1
+    forked = c.group
+    assert forked is not None and forked.members == [c] and forked is not a.group
+    assert c.nbytes <= encoder_memory_bound(Noise.width, Noise.height, dictionary_slots=8)
+    # c catches up from what it holds, in its own group, and verifies.
+    session.ack(c, 2)
+    await wait_until(lambda: len(sinks[2].frames) == 3, "c's catch-up")
+    assert not sinks[2].frames[-1].keyframe
+    assert (sinks[2].decoder.framebuffer == session.framebuffer).all()
+    # A Resync and a new joiner in the same pass: one keyframe encode, one new group.
+    late = WireSink()
+    session.resync(c)
+    d = session.join(late, "late", "view")
+    await wait_until(lambda: len(sinks[2].frames) == 4 and len(late.frames) == 1, "keyframes")
+    assert sinks[2].frames[-1].keyframe and late.frames[-1].keyframe
+    assert c.group is d.group and c.group is not None and c.group.members == [c, d]
+    assert sum(s.mismatches for s in (*sinks, late)) == 0
+    assert len(session.groups) == 2
+    await session.close()
+
+
+async def test_groups_that_keep_up_again_are_merged_with_one_keyframe() -> None:
+    session = noise_session(window=2, regroup_interval=0.0)
+    sinks = [WireSink() for _ in range(4)]
+    a, b, c, d = viewers = [session.join(s, f"u{i}", "view") for i, s in enumerate(sinks)]
+    await wait_until(lambda: all(len(s.frames) == 1 for s in sinks), "the keyframes")
+
+    def ack(*which: Any) -> None:
+        for v, s in zip(viewers, sinks, strict=True):
+            if v in which:
+                session.ack(v, s.frames[-1].seq)
+
+    async def next_picture(*getting: Any) -> None:
+        counts = {id(v): len(s.frames) for v, s in zip(viewers, sinks, strict=True)}
+        session._state += 1  # noqa: SLF001  (a redraw shows the next picture)
+        session.redraw()
+        await wait_until(
+            lambda: all(
+                len(s.frames) == counts[id(v)] + 1
+                for v, s in zip(viewers, sinks, strict=True)
+                if v in getting
+            ),
+            "the frame",
+        )
+
+    await next_picture(a, b, c, d)
+    ack(a, b, d)  # c's window (2) stays full
+    await next_picture(a, b, d)  # c forks off
+    ack(a, b)
+    await next_picture(a, b, d)  # now d's window is full
+    ack(a, b)
+    await next_picture(a, b)  # d forks off
+    assert session.stats.forks == 2 and len(session.groups) == 3
+    ack(c, d)  # both catch up at once, each from what it holds
+    await wait_until(lambda: len(sinks[2].frames) == 3 and len(sinks[3].frames) == 5, "catch-ups")
+    ack(a, b, c, d)
+    await next_picture(a, b, c, d)  # three groups keep up: c and d are merged by a keyframe
+    assert session.stats.regroups == 1
+    assert [s.frames[-1].keyframe for s in sinks] == [False, False, True, True]
+    assert c.group is d.group and a.group is b.group and len(session.groups) == 2
+    assert sum(s.mismatches for s in sinks) == 0
+    for s in sinks:
+        assert (s.decoder.framebuffer == session.framebuffer).all()
     await session.close()

@@ -32,7 +32,6 @@ import importlib
 import inspect
 import json
 import logging
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ import numpy as np
 
 from simulacra.apps.base import App, Segment
 from simulacra.errors import CodecError, ConfigError, CorruptArtifact, NotFound, PayloadTooBig
+from simulacra.fsutil import atomic_path, write_atomic
 
 __all__ = [
     "EMULATION_VERSION",
@@ -62,7 +62,7 @@ EMULATION_VERSION = 1  # bump when the cache layout or the key recipe changes
 _DIGEST_MAX_IN_BITS = 22  # hash the reference's outputs up to this many input bits
 _MANIFEST_MAX_BYTES = 16 << 20
 _MAX_PATCHES = 1 << 20
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # fullmatch: "$" would let a trailing newline in
 
 
 def _codec() -> ModuleType:
@@ -150,16 +150,9 @@ class SegmentInfo:
         }
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _save_atomic(emu: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    emu.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        emu.save(tmp)
 
 
 class _Progress:
@@ -195,7 +188,7 @@ class SegmentStore:
     """The cached emulators of one app's segments in ``data_dir/emulators/<app>/``."""
 
     def __init__(self, app_cls: type[App], data_dir: Path, *, codec: Any | None = None) -> None:
-        if not _NAME.match(app_cls.name):
+        if not _NAME.fullmatch(app_cls.name):
             raise ConfigError(f"app name {app_cls.name!r} cannot name a directory")
         self.app_cls = app_cls
         self.codec = codec if codec is not None else _codec()
@@ -254,7 +247,7 @@ class SegmentStore:
             raise CorruptArtifact(f"{path}: unreadable patch manifest ({exc})") from None
         for v in versions:
             # Version files live next to the manifest; never follow a path out of it.
-            if not _NAME.match(v.file) or v.file.startswith("."):
+            if not _NAME.fullmatch(v.file) or v.file.startswith("."):
                 raise CorruptArtifact(f"{path}: bad version file name {v.file!r}")
         return versions
 
@@ -272,7 +265,7 @@ class SegmentStore:
                 for v in versions
             ],
         }
-        _write_atomic(self.manifest_path(name), json.dumps(doc, indent=1).encode())
+        write_atomic(self.manifest_path(name), json.dumps(doc, indent=1).encode())
 
     def manifest_stamp(self, name: str) -> tuple[int, int] | None:
         """What ``refresh`` compares: the manifest's (mtime_ns, size), None when absent."""

@@ -28,6 +28,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from simulacra.apps.base import App, InputEvent, Segment, SegmentRunner
+from simulacra.apps.font import blend
+from simulacra.fsutil import human_size
 
 __all__ = [
     "ViewerApp",
@@ -103,9 +105,8 @@ def viewer_glyph_reference(codes: np.ndarray) -> np.ndarray:
 
 
 def _printable(text: str) -> str:
-    return "".join(
-        ch if 32 <= ord(ch) < 127 else ("\x7f" if ch not in "\t" else " ") for ch in text
-    )
+    """Printable ASCII as is, a tab as a space, anything else as the "no glyph" box (127)."""
+    return "".join(ch if 32 <= ord(ch) < 127 else (" " if ch == "\t" else "\x7f") for ch in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +267,7 @@ class ViewerApp(App):
         doc = self.document
         if doc is None:
             return ""
-        parts = [doc.type, _human_size(doc.size), doc.rights]
+        parts = [doc.type, human_size(doc.size), doc.rights]
         if self.kind in ("text", "hex") and self.line_count:
             last = min(self.line_count, state.top + ROWS)
             parts.append(f"lines {state.top + 1}-{last} of {self.line_count}")
@@ -293,11 +294,7 @@ class ViewerApp(App):
                 self._cells[code] = cell
         alpha = np.concatenate([self._cells[int(c)] for c in codes], axis=1)
         y, x = row * CELL_H, col * CELL_W
-        target = region[y : y + CELL_H, x : x + alpha.shape[1]]
-        a = alpha.astype(np.uint16)[:, :, None]
-        fg = np.asarray(colour, dtype=np.uint16)[None, None, :]
-        mixed = (target.astype(np.uint16) * (_GREY_MAX - a) + fg * a + _GREY_MAX // 2) // _GREY_MAX
-        target[...] = mixed.astype(np.uint8)
+        blend(region[y : y + CELL_H, x : x + alpha.shape[1]], alpha, colour)
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -328,17 +325,6 @@ def _hex_line(offset: int, data: bytes) -> str:
     hexes = " ".join(f"{b:02x}" for b in data).ljust(HEX_BYTES_PER_LINE * 3 - 1)
     shown = "".join(chr(b) if 32 <= b < 127 else "." for b in data)
     return f"{offset:08x}  {hexes}  |{shown}|"
-
-
-def _human_size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            return f"{value:.1f} {unit}"
-    return f"{n} B"
 
 
 def viewer_for_entry(

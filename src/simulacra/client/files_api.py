@@ -37,13 +37,27 @@ from simulacra.errors import (
     TransportError,
     Unauthorized,
 )
+from simulacra.protocol.jsontext import parse_json_object
 
-__all__ = ["FilesClient", "api_url", "redeem", "error_from", "CHUNK_BYTES", "WINDOW"]
+__all__ = [
+    "FilesClient",
+    "api_url",
+    "redeem",
+    "error_from",
+    "CHUNK_BYTES",
+    "WINDOW",
+    "DOWNLOAD_QUEUE_PIECES",
+    "MAX_INBOX_ITEMS",
+]
 
 CHUNK_BYTES = 256 * 1024
 WINDOW = 8
 _HEADER_BYTES = 12  # upload or request id: u32, offset: u64 (big-endian)
 MAX_FRAME_BYTES = 2 * 1024 * 1024
+# Pieces of one download waiting for their sink (at most 8 MiB): the reader waits past it.
+DOWNLOAD_QUEUE_PIECES = 32
+# Inbox pushes nobody has taken yet; past it the oldest go (``inbox`` lists them all again).
+MAX_INBOX_ITEMS = 1024
 
 Progress = Callable[[int], None]
 
@@ -75,7 +89,34 @@ def error_from(obj: Any) -> SimulacraError:
 
 class _Download:
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[int, bytes] | SimulacraError] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(DOWNLOAD_QUEUE_PIECES)
+        self.error: SimulacraError | None = None
+        self.changed = asyncio.Event()
+
+    def fail(self, error: SimulacraError) -> None:
+        self.error = self.error or error
+        self.changed.set()
+
+    async def next_piece(self, timeout: float) -> tuple[int, bytes]:
+        """The next piece in arrival order; the download's error once none are left."""
+        async with asyncio.timeout(timeout):
+            while self.queue.empty():
+                if self.error is not None:
+                    raise self.error
+                self.changed.clear()
+                await self.changed.wait()
+        piece = self.queue.get_nowait()
+        self.changed.set()  # a slot is free: a reader waiting in put() may go on
+        return piece
+
+    async def put(self, piece: tuple[int, bytes]) -> None:
+        # Backpressure: the socket is not read until the sink keeps up (or the download ends).
+        while self.queue.full() and self.error is None:
+            self.changed.clear()
+            await self.changed.wait()
+        if self.error is None:
+            self.queue.put_nowait(piece)
+            self.changed.set()
 
 
 class _UploadState:
@@ -104,7 +145,8 @@ class FilesClient:
         self.chunk_bytes = max(1, min(chunk_bytes, CHUNK_BYTES))
         self.record = record  # every frame received is written here (``--record``)
         self.on_inbox = on_inbox
-        self.inbox_items: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.inbox_items: asyncio.Queue[dict[str, Any]] = asyncio.Queue(MAX_INBOX_ITEMS)
+        self.inbox_dropped = 0  # pushes dropped from a full ``inbox_items`` (oldest first)
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._next_id = 1
@@ -154,7 +196,7 @@ class FilesClient:
                 if self.record is not None:
                     self.record.write(message if isinstance(message, bytes) else message.encode())
                 if isinstance(message, bytes):
-                    self._binary(message)
+                    await self._binary(message)
                 else:
                     self._text(message)
         except ConnectionClosed as exc:
@@ -168,28 +210,23 @@ class FilesClient:
                 if not fut.done():
                     fut.set_exception(error)
             for dl in self._downloads.values():
-                dl.queue.put_nowait(error)
+                dl.fail(error)
             for up in self._uploads.values():
                 up.error = up.error or error
                 up.changed.set()
                 up.slots.release()
 
-    def _binary(self, data: bytes) -> None:
+    async def _binary(self, data: bytes) -> None:
         if len(data) < _HEADER_BYTES:
             raise ProtocolError("binary frame shorter than its header")
         rid = int.from_bytes(data[:4], "big")
         offset = int.from_bytes(data[4:12], "big")
         dl = self._downloads.get(rid)
         if dl is not None:
-            dl.queue.put_nowait((offset, data[_HEADER_BYTES:]))
+            await dl.put((offset, data[_HEADER_BYTES:]))
 
     def _text(self, text: str) -> None:
-        try:
-            msg = json.loads(text)
-        except ValueError:
-            raise ProtocolError("server sent a frame that is not JSON") from None
-        if not isinstance(msg, dict):
-            raise ProtocolError("server sent a JSON value that is not an object")
+        msg = parse_json_object(text, limit=MAX_FRAME_BYTES, what="a files API frame")
         op = msg.get("op")
         if op == "chunk_ack" or op == "chunk_error":
             up = self._uploads.get(msg.get("upload", -1))
@@ -213,6 +250,9 @@ class FilesClient:
         if op == "inbox":
             entry = msg.get("entry")
             if isinstance(entry, dict):
+                if self.inbox_items.full():
+                    self.inbox_items.get_nowait()
+                    self.inbox_dropped += 1
                 self.inbox_items.put_nowait(entry)
                 if self.on_inbox is not None:
                     self.on_inbox(entry)
@@ -224,7 +264,7 @@ class FilesClient:
             return
         dl = self._downloads.get(rid) if isinstance(rid, int) else None
         if dl is not None and "error" in msg:
-            dl.queue.put_nowait(error_from(msg["error"]))
+            dl.fail(error_from(msg["error"]))
 
     # -- requests --------------------------------------------------------------------
 
@@ -424,12 +464,9 @@ class FilesClient:
             expected_offset = int(head["start"])
             while got < total:
                 try:
-                    item = await asyncio.wait_for(dl.queue.get(), self.timeout)
+                    offset, piece = await dl.next_piece(self.timeout)
                 except TimeoutError:
                     raise TransportError("the download stalled") from None
-                if isinstance(item, SimulacraError):
-                    raise item
-                offset, piece = item
                 if offset != expected_offset or got + len(piece) > total:
                     raise ProtocolError("download pieces arrived out of order")
                 hasher.update(piece)
@@ -448,6 +485,10 @@ class FilesClient:
             return info, (bytes(out) if out is not None else None)
         finally:
             self._downloads.pop(rid, None)
+            # Unblock a reader waiting to queue a piece nobody will take now.
+            dl.fail(TransportError("the download was given up"))
+            while not dl.queue.empty():
+                dl.queue.get_nowait()
 
 
 def _file_sha256(path: Path) -> str:

@@ -5,6 +5,7 @@
     messages.py   one frozen dataclass per message, MessageType, ErrorCode
     wire.py       msgpack encoding, version, size limits, stream framing
     session.py    client and server state machines (TRANSITIONS)
+    jsontext.py   JSON objects of the WebSocket side channels (files API, signaling)
 
 See docs/protocol.md for the wire format and the state machine.
 """

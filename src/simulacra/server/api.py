@@ -41,6 +41,7 @@ from simulacra.errors import (
     ProtocolError,
     SimulacraError,
 )
+from simulacra.protocol.jsontext import parse_json_object
 from simulacra.server.files import FilesStore, InboxItem, Upload
 from simulacra.server.sessions import AppSession, SessionKey, SessionManager
 
@@ -51,6 +52,7 @@ __all__ = [
     "MAX_CHUNK_BYTES",
     "MAX_REQUEST_BYTES",
     "UPLOAD_WINDOW",
+    "MAX_REQUEST_ID",
     "error_object",
 ]
 
@@ -62,6 +64,7 @@ MAX_CHUNK_BYTES = 256 * 1024
 MAX_REQUEST_BYTES = 64 * 1024
 UPLOAD_WINDOW = 8  # chunks a client keeps in flight
 MAX_UPLOADS_PER_SOCKET = 4
+MAX_REQUEST_ID = 0xFFFFFFFF
 
 
 def error_object(exc: BaseException) -> dict[str, str]:
@@ -238,7 +241,9 @@ class FilesApi:
                     f"chunk of {len(payload)} bytes; the limit is {MAX_CHUNK_BYTES}"
                 )
             received = await asyncio.to_thread(upload.write, offset, payload)
-        except SimulacraError as exc:
+        except Exception as exc:  # SimulacraError, or the disk failing: drop that upload only
+            if not isinstance(exc, SimulacraError):
+                log.warning("upload %d of %s failed: %s", upload_id, sock.user, exc)
             if upload is not None:
                 sock.uploads.pop(upload_id, None)
                 await asyncio.to_thread(upload.abort)
@@ -253,18 +258,12 @@ class FilesApi:
     async def _request(self, sock: _Socket, text: str) -> None:
         rid: Any = None
         try:
-            if len(text) > MAX_REQUEST_BYTES:
-                raise PayloadTooBig(f"request over {MAX_REQUEST_BYTES} bytes")
-            try:
-                req = json.loads(text)
-            except ValueError:
-                raise ProtocolError("request is not JSON") from None
-            if not isinstance(req, dict):
-                raise ProtocolError("request must be a JSON object")
+            req = parse_json_object(text, limit=MAX_REQUEST_BYTES, what="request")
             rid = req.get("id")
-            if not isinstance(rid, int) or isinstance(rid, bool):
+            # The id also heads download chunks (u32), so it must fit in one.
+            if not isinstance(rid, int) or isinstance(rid, bool) or not 0 <= rid <= MAX_REQUEST_ID:
                 rid = None
-                raise ProtocolError("request needs an integer id")
+                raise ProtocolError(f"request needs an integer id 0..{MAX_REQUEST_ID}")
             op = req.get("op")
             handler: (
                 Callable[[_Socket, int, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None
@@ -333,7 +332,7 @@ class FilesApi:
                 rights=_field(req, "rights", str, "view"),
                 ttl=_field(req, "ttl", (str, int, float), "7d"),
                 uses=_field(req, "uses", int, 1),
-                anyone=bool(req.get("anyone", False)),
+                anyone=_field(req, "anyone", bool, False),
             )
         )
         reply = share.as_dict()
@@ -354,7 +353,7 @@ class FilesApi:
         return {"entry": entry.as_dict()}
 
     async def _op_inbox(self, sock: _Socket, rid: int, req: dict[str, Any]) -> dict[str, Any]:
-        every = bool(req.get("all", False))
+        every = _field(req, "all", bool, False)
         items = await asyncio.to_thread(self.files.inbox, sock.user, undelivered=not every)
         if items:
             await asyncio.to_thread(self.files.mark_delivered, sock.user, [i.id for i in items])

@@ -62,6 +62,7 @@ __all__ = [
     "INBOX_FILTER",
     "PRESENCE_FILTER",
     "MAX_NOTIFICATION_BYTES",
+    "MAX_KNOWN_NODES",
     "MQTT_OFF",
     "default_node_name",
     "check_node",
@@ -85,6 +86,7 @@ MAX_PRESENCE_BYTES = 2048
 MQTT_OFF = "off"  # ServerConfig.mqtt value that runs no bus at all
 DEFAULT_MQTT_PORT = 1883
 _SEEN_IDS = 4096  # notification ids remembered for de-duplication
+MAX_KNOWN_NODES = 1024  # presence of more nodes than this is ignored (anyone may publish one)
 
 _NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
@@ -521,6 +523,8 @@ class MqttBus:
             try:
                 if topic.startswith(f"{TOPIC_ROOT}/nodes/"):
                     obj = parse_presence(topic, bytes(payload))
+                    if obj["node"] not in self.nodes and len(self.nodes) >= MAX_KNOWN_NODES:
+                        raise PayloadTooBig(f"presence of over {MAX_KNOWN_NODES} nodes")
                     self.nodes[obj["node"]] = obj
                     if obj["node"] == self.node and obj["state"] == "offline" and not self._closing:
                         # A will of an older session of ours (a broker restored from its

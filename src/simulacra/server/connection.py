@@ -11,6 +11,8 @@
                                    Ack    ─► session.ack
                                    Resync ─► session.resync
                                    Bye    ─► close
+    session ─► send_frame(shared, seq, input_seq) ─► header through the state machine,
+               tiles bytes shared by the viewer's group ─► transport.write
     bad bytes / out of state ─► Error (conn.fail) ─► close this connection only
 
 The carrier adapter (``signaling.py``, ``peers.py``) implements ``Transport``:
@@ -40,7 +42,13 @@ from simulacra.protocol.messages import (
 )
 from simulacra.protocol.session import ServerConnection, error_code_for
 from simulacra.protocol.wire import encode_message
-from simulacra.server.sessions import AppRunners, AppSession, SessionManager, Viewer
+from simulacra.server.sessions import (
+    AppRunners,
+    AppSession,
+    SessionManager,
+    SharedFrame,
+    Viewer,
+)
 from simulacra.server.store import User
 
 __all__ = ["Transport", "LinkContext", "Link", "close_code", "CLOSE_REASONS"]
@@ -130,6 +138,19 @@ class Link:
             return
         try:
             data = self.conn.send(msg)
+        except SimulacraError as exc:
+            self.fail(exc)
+            return
+        self.transport.write(data)
+
+    def send_frame(self, shared: SharedFrame, seq: int, input_seq: int) -> None:
+        """Write a group's shared Frame with this connection's seq and input_seq."""
+        if self.closed.is_set():
+            return
+        try:
+            # The state machine checks the tile-less header (seq rules); the bytes
+            # written are the whole frame, its tiles encoded once for the group.
+            data = shared.wire(self.conn.send(shared.header(seq, input_seq)))
         except SimulacraError as exc:
             self.fail(exc)
             return

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulacra.codecs.files.blobstore import DEFAULT_BLOCK_SIZE, BlobStore
+from simulacra.codecs.files.blobstore import DEFAULT_BLOCK_SIZE, BlobStore, remove_stale
 from simulacra.codecs.files.dictionary import DictionaryStore, train_viewer_dictionary
 from simulacra.errors import (
     CodeError,
@@ -49,6 +49,7 @@ from simulacra.errors import (
     ProtocolError,
     RateLimited,
 )
+from simulacra.server.store import DatabaseTables, open_database
 
 __all__ = [
     "FilesStore",
@@ -178,6 +179,8 @@ def code_sha256(code: str) -> str:
 
 def parse_ttl(text: str | int | float) -> float:
     """``7d``, ``12h``, ``30m``, ``90s`` or seconds -> seconds (1 s .. 365 days)."""
+    if isinstance(text, bool):
+        raise ConfigError(f"invalid ttl {text!r}: use e.g. 7d, 12h, 30m or 90s")
     if isinstance(text, int | float):
         seconds = float(text)
     else:
@@ -387,7 +390,7 @@ class Upload:
 # -- the store -------------------------------------------------------------------
 
 
-class FilesStore:
+class FilesStore(DatabaseTables):
     """Files, entries, codes, inboxes and the audit log of one data directory."""
 
     def __init__(
@@ -408,8 +411,7 @@ class FilesStore:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.uploads_dir = self.data_dir / "uploads"
             self.uploads_dir.mkdir(exist_ok=True)
-            for stale in self.uploads_dir.glob("*.part"):  # left by a crash
-                stale.unlink(missing_ok=True)
+            remove_stale(self.uploads_dir.glob("*.part"), now=time.time())
             self.dictionaries = DictionaryStore(self.data_dir / "dictionaries")
             self.blobs = BlobStore(
                 self.data_dir / "blobs",
@@ -417,28 +419,13 @@ class FilesStore:
                 block_size=block_size,
                 try_emulator=try_emulator,
             )
-            self._db = sqlite3.connect(
-                self.data_dir / "simulacra.db", check_same_thread=False, isolation_level=None
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            # WAL + NORMAL: a commit is durable once the WAL is synced at checkpoints; a
-            # crash can lose the last moments but never corrupts (and audit rows stay cheap).
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise ConfigError(f"cannot use data directory {self.data_dir}: {exc}") from exc
+        self._db = open_database(self.data_dir, _SCHEMA)
+        # WAL + NORMAL: a commit is durable once the WAL is synced at checkpoints; a
+        # crash can lose the last moments but never corrupts (and audit rows stay cheap).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.RLock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> FilesStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- helpers ---------------------------------------------------------------
 
@@ -526,6 +513,8 @@ class FilesStore:
         type_ = type_ or guess_type(name)
         if len(type_) > MAX_TYPE_CHARS:
             raise ProtocolError(f"type must be at most {MAX_TYPE_CHARS} characters")
+        # Sweep what crashed writers left, here too: a node may run for months.
+        remove_stale(self.uploads_dir.glob("*.part"), now=time.time())
         path = self.uploads_dir / f"{secrets.token_hex(12)}.part"
         with open(path, "xb"):
             pass

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simulacra.errors import ConfigError, PayloadTooBig
-from simulacra.server.store import DB_FILE
+from simulacra.server.store import DatabaseTables, open_database
 
 __all__ = [
     "Outbox",
@@ -85,7 +85,9 @@ class OutboxRow:
 
 def retry_delay(attempts: int) -> float:
     """Seconds before attempt ``attempts + 1``: 0.5, 1, 2, 4, 5, 5, ..."""
-    return min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** max(0, attempts - 1))
+    # The exponent stops growing long after the cap: a row failing for days must not
+    # overflow a float (2 ** 1100 does).
+    return min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** min(max(0, attempts - 1), 64))
 
 
 def _check(topic: str, payload: bytes) -> None:
@@ -112,33 +114,14 @@ def insert_row(db: sqlite3.Connection, topic: str, payload: bytes, *, now: float
     return row_id
 
 
-class Outbox:
+class Outbox(DatabaseTables):
     """The ``outbox`` table of one data directory, through a connection of its own."""
 
     def __init__(self, data_dir: Path, *, lease_seconds: float = LEASE_SECONDS) -> None:
         self.data_dir = Path(data_dir)
         self.lease_seconds = lease_seconds
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.data_dir / DB_FILE, check_same_thread=False, isolation_level=None
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(OUTBOX_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot open the outbox in {self.data_dir}: {exc}") from exc
+        self._db = open_database(self.data_dir, OUTBOX_SCHEMA)
         self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Outbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def enqueue(self, topic: str, payload: bytes, *, now: float | None = None) -> str:
         """Store a message to publish; returns the row id."""

@@ -12,14 +12,16 @@ One connection guarded by a lock serves every thread.
 from __future__ import annotations
 
 import hmac
-import os
 import sqlite3
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from simulacra.errors import ConfigError, NotFound
+from simulacra.fsutil import write_atomic
 from simulacra.server.auth import (
     MAX_TOKEN_CHARS,
     check_name,
@@ -28,7 +30,15 @@ from simulacra.server.auth import (
     token_sha256,
 )
 
-__all__ = ["User", "Store", "ADMIN_NAME", "ADMIN_TOKEN_FILE", "DB_FILE"]
+__all__ = [
+    "User",
+    "Store",
+    "open_database",
+    "DatabaseTables",
+    "ADMIN_NAME",
+    "ADMIN_TOKEN_FILE",
+    "DB_FILE",
+]
 
 ADMIN_NAME = "admin"
 ADMIN_TOKEN_FILE = "admin.token"
@@ -45,6 +55,40 @@ CREATE TABLE IF NOT EXISTS users (
 """
 
 
+def open_database(data_dir: Path, schema: str) -> sqlite3.Connection:
+    """A connection of its own to ``data_dir/simulacra.db`` (WAL, busy timeout), ``schema`` run.
+
+    Every part (users, files, outbox) opens one; they may live in other processes
+    (two nodes on one data directory), so waits for the write lock are bounded.
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(data_dir / DB_FILE, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(schema)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"cannot use data directory {data_dir}: {exc}") from exc
+    return db
+
+
+class DatabaseTables:
+    """Some tables of ``simulacra.db`` behind a connection and a lock of their own."""
+
+    _db: sqlite3.Connection
+    _lock: AbstractContextManager[bool]  # threading.Lock or RLock
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     name: str
@@ -52,32 +96,13 @@ class User:
     created: float
 
 
-class Store:
+class Store(DatabaseTables):
     """The metadata database of one data directory."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = Path(data_dir)
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.data_dir / DB_FILE, check_same_thread=False, isolation_level=None
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cannot use data directory {self.data_dir}: {exc}") from exc
+        self._db = open_database(self.data_dir, _SCHEMA)
         self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def add_user(self, name: str, role: str = "control") -> str:
         """Create a user; return its token (the only time it exists in clear)."""
@@ -142,17 +167,6 @@ class Store:
             token = self.set_token(ADMIN_NAME)
         else:
             token = self.add_user(ADMIN_NAME, "control")
-        _write_private(path, token + "\n")
+        # Created 0600, so the token is never briefly readable by others.
+        write_atomic(path, (token + "\n").encode("ascii"), mode=0o600)
         return token
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to a file only its owner can read, never briefly world-readable."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode("ascii"))
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)

@@ -364,3 +364,36 @@ def test_garbage_either_applies_or_raises_and_changes_nothing(tiles, keyframe):
     except (CodecError, PayloadTooBig):
         assert (dec.framebuffer == before).all()
         assert dec.dictionary.lru.order() == order
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    before=st.lists(st.lists(st.integers(0, 11), min_size=8, max_size=8), max_size=4),
+    after=st.lists(st.lists(st.integers(0, 11), min_size=8, max_size=8), min_size=1, max_size=4),
+    slots=st.integers(0, 6),
+)
+def test_copy_encodes_like_the_original_and_stays_independent(before, after, slots):
+    def picture(patterns: list[int]) -> np.ndarray:
+        fb = np.zeros((32, 64, 3), np.uint8)
+        for index, pattern in enumerate(patterns):
+            _put(fb, index, _tile(pattern))
+        return fb
+
+    cache = TileEncodeCache(64)
+    enc = FrameEncoder(64, 32, dictionary_slots=slots, cache=cache)
+    for patterns in before:
+        enc.encode(picture(patterns))
+    twin = enc.copy()
+    assert twin.cache is cache and (twin.framebuffer == enc.framebuffer).all()
+    decoder = FrameDecoder(64, 32, dictionary_slots=slots)
+    decoder.apply(twin.encode(twin.framebuffer.copy(), keyframe=True), keyframe=True)
+    # The copy went its own way (a keyframe reset its dictionary); the original did not
+    # notice, and a copy taken before that still produces the original's exact tiles.
+    enc_again = FrameEncoder(64, 32, dictionary_slots=slots, cache=cache)
+    for patterns in before:
+        enc_again.encode(picture(patterns))
+    for patterns in after:
+        fb = picture(patterns)
+        assert enc.encode(fb) == enc_again.encode(fb)
+        decoder.apply(twin.encode(fb), keyframe=False)
+        assert decoder.checksum() == framebuffer_checksum(fb)

@@ -233,3 +233,35 @@ def test_resealed_mutations_fail_cleanly(emu, kind):
                 assert got.query(xs).tolist() == [got(int(x)) for x in xs]
             except SimulacraError:
                 pass
+
+
+def test_review_regions_point_at_the_fixes(emu):
+    regions = emu.report()["review_regions"]
+    # 512 inputs in 64 windows of 8; the three planted exceptions sit in windows 0, 9, 37.
+    assert [(r["start"], r["end"], r["fixes"], r["reason"]) for r in regions] == [
+        (0, 8, 1, "fix_density"),
+        (72, 80, 1, "fix_density"),
+        (296, 304, 1, "fix_density"),
+    ]
+    assert all(r["mean_uncertainty"] == 0.0 and r["heuristic"] for r in regions)
+    # A limit of 2 keeps one region per ranking; no window has a decision margin here.
+    assert emu.review_regions(limit=2) == regions[:1]
+
+
+def test_review_regions_rank_by_fixes_then_margin():
+    from simulacra.codecs.emulator.examples import SUITE
+
+    sf = SUITE["sin16"]
+    xs = np.arange(1 << 12, dtype=np.uint64) << np.uint64(4)
+    table = sf.fn(xs)  # sin16 sampled on 12 bits: a polynomial with rounding fixes
+    emu = compile_table(table, 12, 12)
+    regions = emu.review_regions()
+    assert 0 < len(regions) <= 8
+    by_density = [r for r in regions if r["reason"] == "fix_density"]
+    assert by_density and by_density[0]["fixes"] == max(r["fixes"] for r in regions)
+    for r in regions:
+        assert 0 <= r["start"] < r["end"] <= 1 << 12 and r["end"] - r["start"] == 64
+        assert 0.0 <= r["mean_uncertainty"] <= 1.0
+        fixes = emu.output_fixes.keys
+        assert r["fixes"] == int(np.count_nonzero((fixes >= r["start"]) & (fixes < r["end"])))
+    assert any(r["mean_uncertainty"] > 0 for r in regions)

@@ -77,10 +77,12 @@ def test_bits_mode_for_many_outputs():
     assert [emu(int(x)) for x in XS[:300]] == table[:300].tolist()
 
 
-def test_neural_wins_where_it_pays():
-    # Against every structural heuristic (BDD included) the network is the cheapest here.
+def test_compiler_keeps_the_cheaper_of_neural_and_level_tables():
+    # Level tables (mdd) now store this threshold in fewer bytes than the network plus
+    # its latent fixes: the full search must not pick the network here.
     table = _threshold_table()
     emu = compile_table(table, N, 3)
-    assert emu.report()["shares"] == {"mlp": 1.0}
-    assert emu.nbytes < (1 << N) * 3 // 8
+    neural = compile_table(table, N, 3, heuristics={"mlp"})
+    assert emu.report()["shares"] == {"mdd": 1.0}
+    assert emu.nbytes < neural.nbytes < (1 << N) * 3 // 8
     assert emu.query(XS).tolist() == table.tolist()

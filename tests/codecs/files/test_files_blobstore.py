@@ -2,12 +2,13 @@ import hashlib
 import io
 import json
 import os
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulacra.codecs.files.blobstore import BlobStore
+from simulacra.codecs.files.blobstore import STALE_AFTER_S, BlobStore
 from simulacra.codecs.files.blocks import BlockCodec
 from simulacra.codecs.files.dictionary import DictionaryStore, train_viewer_dictionary
 from simulacra.errors import CodecError, CorruptArtifact, NotFound
@@ -125,7 +126,26 @@ def test_corrupt_block_is_caught_on_every_read(tmp_path):
         blobs.read(SHA, 2048, 2049)
 
 
-def test_stale_temp_dirs_are_removed_at_start(tmp_path):
-    (tmp_path / "blobs" / ".tmp-deadbeef").mkdir(parents=True)
+def test_stale_temp_dirs_are_removed_at_start_but_fresh_ones_kept(tmp_path):
+    old = tmp_path / "blobs" / ".tmp-deadbeef"
+    old.mkdir(parents=True)
+    (old / "00000000.blk").write_bytes(b"half a blob")
+    long_ago = time.time() - STALE_AFTER_S - 60
+    os.utime(old, (long_ago, long_ago))
+    # Another node sharing the data directory may be writing this one right now.
+    (tmp_path / "blobs" / ".tmp-cafef00d").mkdir()
     _store(tmp_path)
-    assert list((tmp_path / "blobs").iterdir()) == []
+    assert [p.name for p in (tmp_path / "blobs").iterdir()] == [".tmp-cafef00d"]
+
+
+def test_a_map_that_cuts_blocks_unevenly_is_corrupt_not_misread(tmp_path):
+    # Sizes that still add up, but would shift every range read after block 0.
+    blobs = _store(tmp_path)
+    blobs.put(io.BytesIO(DATA), SHA, len(DATA))
+    map_path = blobs.path(SHA) / "map.json"
+    obj = json.loads(map_path.read_text())
+    obj["blocks"][0][1] -= 1
+    obj["blocks"][1][1] += 1
+    map_path.write_text(json.dumps(obj))
+    with pytest.raises(CorruptArtifact, match="does not add up"):
+        blobs.read(SHA, 1024, 1100)

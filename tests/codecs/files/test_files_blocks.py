@@ -161,3 +161,11 @@ def test_emulator_is_not_tried_on_blocks_zstd_handles_well(monkeypatch):
     monkeypatch.setattr(blocks, "_emulator_payload", refuse)
     text = b"def f(x):\n    return x + 1\n" * 30  # 840 bytes of text
     assert encode_block(text).codec is BlockCodec.ZSTD
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00" * 40, b"SEMU" + bytes(60), os.urandom(200)])
+def test_an_emulator_block_with_a_malformed_payload_is_corrupt(payload):
+    head = HEADER.pack(BLOCK_MAGIC, BlockCodec.EMULATOR, 0, 3, bytes(32), bytes(8), len(payload))
+    body = head + payload
+    with pytest.raises(CorruptArtifact):
+        decode_block(body + struct.pack(">I", zlib.crc32(body)))

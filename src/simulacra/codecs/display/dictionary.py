@@ -46,6 +46,13 @@ class SlotLru:
         self.filled = 0
         self._order.clear()
 
+    def copy(self) -> SlotLru:
+        """An independent copy: same slots filled, same use order."""
+        twin = SlotLru(self.slots)
+        twin.filled = self.filled
+        twin._order = self._order.copy()
+        return twin
+
     def insert(self) -> int:
         """The slot a new tile goes to; it becomes most recently used."""
         if self.filled < self.slots:
@@ -86,6 +93,14 @@ class EncoderDictionary:
         self.lru.reset()
         self._slot_of.clear()
         self._hash_of.clear()
+
+    def copy(self) -> EncoderDictionary:
+        """An independent copy; the hashes themselves are immutable and shared."""
+        twin = EncoderDictionary.__new__(EncoderDictionary)
+        twin.lru = self.lru.copy()
+        twin._slot_of = self._slot_of.copy()
+        twin._hash_of = self._hash_of.copy()
+        return twin
 
     def lookup(self, key: bytes) -> int | None:
         """The slot holding ``key`` (marked most recently used), or None."""

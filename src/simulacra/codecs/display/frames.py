@@ -72,6 +72,22 @@ class FrameEncoder:
     def nbytes(self) -> int:
         return self._held.nbytes + self._all.nbytes + self.dictionary.nbytes
 
+    def copy(self) -> FrameEncoder:
+        """An independent encoder in the same state (held picture, dictionary, shared cache).
+
+        Both then produce the same tiles for the same framebuffers; a server forks a
+        shared encoder this way when one of its viewers skips a frame.
+        """
+        twin = FrameEncoder.__new__(FrameEncoder)
+        twin.grid = self.grid
+        twin.dictionary = self.dictionary.copy()
+        twin.cache = self.cache
+        twin._held = self._held.copy()
+        twin._all = self._all  # never written
+        twin.tiles_sent = self.tiles_sent
+        twin.refs_sent = self.refs_sent
+        return twin
+
     def encode(self, fb: np.ndarray, *, keyframe: bool = False) -> list[Tile]:
         """Tiles that differ from what the client holds (every tile on a keyframe)."""
         grid = self.grid

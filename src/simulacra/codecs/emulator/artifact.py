@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 MAGIC = b"SIMEMU\x00\x01"
-FORMAT_VERSION = 1
+# 2: level tables (``mdd``) joined the heuristics.
+FORMAT_VERSION = 2
 # 2^26 inputs x 64 output bits packed is 512 MiB; nothing legitimate is larger.
 MAX_ARTIFACT_BYTES = 600 << 20
 MAX_SECTIONS = 32

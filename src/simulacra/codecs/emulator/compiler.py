@@ -12,7 +12,7 @@
 
 Candidates per partition, cheapest to try first: const, affine, count, bitpoly
 (degree 1), poly (smooth regions, degrees 1..8 at several precisions), bitpoly
-(degree 2), gfpow, bdd, mlp (trained only on the whole-output plane, when a
+(degree 2), gfpow, bdd, mdd (level tables), mlp (trained only on the whole-output plane, when a
 first-order signal exists and its int8 weights leave room under the best so
 far), packed (always; the fallback).
 
@@ -41,7 +41,7 @@ __all__ = ["compile_emulator", "compile_table", "truth_table", "HEURISTICS"]
 
 # Every heuristic the search may use; ``packed`` is always kept as the last resort.
 HEURISTICS = frozenset(
-    {"const", "affine", "count", "bitpoly", "poly", "gfpow", "bdd", "mlp", "packed"}
+    {"const", "affine", "count", "bitpoly", "poly", "gfpow", "bdd", "mdd", "mlp", "packed"}
 )
 
 Progress = Callable[[str, int, int], None]
@@ -175,6 +175,9 @@ def _candidates(
         yield M.fit_gfpow(y, d, w, rng)
     if "bdd" in kinds and k <= 2 and d <= 20:
         yield M.fit_bdd(y, d, w)
+    # Level tables share sub-functions across output groups: whole-domain planes only.
+    if "mdd" in kinds and k == 0 and 2 <= d <= 20 and best[0] > 32:
+        yield M.fit_mdd(y, d, w, best[0])
     # Training is the slow candidate: only where the cheap ones left real bytes on the table.
     # Only on the whole-output plane: per-bit planes would train m networks.
     # A smooth region (a polynomial fits it) is not one a bit-input network learns cheaply.

@@ -12,7 +12,9 @@ Every step is numpy integer arithmetic: the same bytes give the same answers
 on every machine. Sections of the ``.emu`` artifact: ``meta`` (msgpack list: in_bits,
 out_bits, version, verified inputs, seed),
 ``model`` (msgpack list of planes), ``latent_fixes``, ``output_fixes``,
-``patches`` (sparse tables, see ``bits.py``).
+``patches`` (sparse tables, see ``bits.py``). ``report()["review_regions"]``
+lists the input windows densest in fixes or lowest in decision margin, for a
+human to look at first (see ``review_regions``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ _MAX_PARTITION_BITS = 16
 # Small batches skip the sort-based dispatch: one pass per distinct partition.
 _SMALL_BATCH = 64
 _CACHE_CHUNK = 1 << 15
+# Review regions: the domain in this many windows at most, this many regions listed.
+REVIEW_WINDOWS = 64
+REVIEW_LIMIT = 8
+_REVIEW_SAMPLES = 256
 
 
 class Plane:
@@ -177,6 +183,7 @@ class Emulator:
         self._bytes: bytes | None = None
         self._scalar: tuple[list[int], ...] | None = None
         self._out_mask = _U64((1 << out_bits) - 1)
+        self._review: list[dict[str, Any]] | None = None
 
     # --- queries ---------------------------------------------------------------------
 
@@ -477,6 +484,72 @@ class Emulator:
         emu._bytes = bytes(data)
         return emu
 
+    # --- review regions ------------------------------------------------------------------
+
+    def review_regions(self, limit: int = REVIEW_LIMIT) -> list[dict[str, Any]]:
+        """Input ranges a human should look at first, at most ``limit`` of them.
+
+        The domain is cut into ``min(2^in_bits, REVIEW_WINDOWS)`` equal windows::
+
+            [0 ........ 2^n)  ─► windows ─► fixes per window  (output + latent, exact)
+                                       └──► mean decision margin (``uncertainty``'s
+                                            model term, on up to 256 evenly spaced inputs)
+            top limit/2 by fix density  ∪  top limit/2 by mean margin  (nonzero only)
+
+        Each region: ``start``, ``end`` (exclusive), ``fixes``, ``mean_uncertainty``,
+        ``heuristic`` (kinds serving the window, ``+``-joined) and ``reason``
+        (``"fix_density"`` or ``"low_margin"``). Empty when every answer is exact
+        structure with no fixes.
+        """
+        if limit == REVIEW_LIMIT and self._review is not None:
+            return self._review
+        n = self.in_bits
+        count = min(1 << n, REVIEW_WINDOWS)
+        span = (1 << n) // count
+        edges = np.arange(count + 1, dtype=np.uint64) * _U64(span)
+        fixes = np.zeros(count, dtype=np.int64)
+        for table in (self.output_fixes, self.latent_fixes):
+            if len(table):
+                fixes += np.diff(np.searchsorted(table.keys, edges))
+        samples = min(span, _REVIEW_SAMPLES)
+        offsets = (np.arange(samples, dtype=np.uint64) * _U64(span // samples))[None, :]
+        xs = (edges[:-1, None] + offsets).reshape(-1)
+        margin = np.zeros(xs.size, dtype=np.float64)
+        for plane in self.planes:
+            if not all(m.exact for m in plane.models):
+                margin = np.maximum(margin, np.clip(plane.margin(xs), 0.0, 1.0))
+        mean = margin.reshape(count, samples).mean(axis=1)
+        half = max(1, limit // 2)
+        chosen: dict[int, str] = {}
+        for i in np.argsort(-fixes, kind="stable")[:half].tolist():
+            if fixes[i] > 0:
+                chosen.setdefault(i, "fix_density")
+        for i in np.argsort(-mean, kind="stable")[: limit - len(chosen)].tolist():
+            if mean[i] > 0 and len(chosen) < limit:
+                chosen.setdefault(i, "low_margin")
+        regions = []
+        for i, reason in chosen.items():
+            start, end = i * span, (i + 1) * span
+            kinds: list[str] = []
+            for plane in self.planes:
+                first, last = start >> plane.d, (end - 1) >> plane.d
+                for model in plane.models[first : last + 1]:
+                    if model.kind not in kinds:
+                        kinds.append(model.kind)
+            regions.append(
+                {
+                    "start": start,
+                    "end": end,
+                    "fixes": int(fixes[i]),
+                    "mean_uncertainty": round(float(mean[i]), 4),
+                    "heuristic": "+".join(kinds),
+                    "reason": reason,
+                }
+            )
+        if limit == REVIEW_LIMIT:
+            self._review = regions
+        return regions
+
     # --- report --------------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
@@ -514,6 +587,7 @@ class Emulator:
             "compile_seconds": self.compile_seconds,
             "verified": self.meta.get("verified", {"kind": "none", "inputs": 0}),
             "patches": len(self.patches),
+            "review_regions": self.review_regions(),
             **({"compile": self.stats} if self.stats else {}),
         }
 

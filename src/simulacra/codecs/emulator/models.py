@@ -12,6 +12,7 @@
     poly       value = round(P(u / 2^d)), P in fixed point, Horner in int64 (smooth regions)
     gfpow      value = A·(u^e in GF(2^d) mod P) ⊕ c         (power maps, e.g. S-boxes)
     bdd        a reduced ordered decision diagram (``bdd.py``)
+    mdd        shared level tables read k input bits per gather (``mdd.py``)
     packed     value = table[u]                   (the fallback; never much worse than raw)
     mlp        see ``neural.py`` (integer MLP decoder, latent fixes, codebook denoiser)
 
@@ -53,6 +54,8 @@ __all__ = [
     "fit_gfpow",
     "GfPowModel",
     "fit_bdd",
+    "MddModel",
+    "fit_mdd",
 ]
 
 _U64 = np.uint64
@@ -540,6 +543,30 @@ class BddModel(Model):
         return cls(bdd, d, w)
 
 
+class MddModel(Model):
+    kind = "mdd"
+
+    def __init__(self, tables: Any, d: int, w: int) -> None:
+        self.tables, self.d, self.w = tables, d, w
+
+    def evaluate(self, u: np.ndarray) -> np.ndarray:
+        return self.tables.query(u)
+
+    def eval_int(self, u: int) -> int:
+        return int(self.tables.query_one(u))
+
+    def to_obj(self) -> list[Any]:
+        return [self.tables.to_obj()]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any], d: int, w: int) -> Model:
+        from simulacra.codecs.emulator.mdd import LevelTables
+
+        if not isinstance(obj, list) or len(obj) != 1:
+            raise CorruptArtifact("malformed mdd model")
+        return cls(LevelTables.from_obj(obj[0], d, w), d, w)
+
+
 def _bdd_class() -> Any:
     try:
         from simulacra.codecs.emulator.bdd import BDD
@@ -559,6 +586,7 @@ MODEL_KINDS: dict[str, type[Model]] = {
         PackedModel,
         BddModel,
         GfPowModel,
+        MddModel,
     )
 }
 EXACT_KINDS = frozenset(k for k, m in MODEL_KINDS.items() if m.exact)
@@ -573,6 +601,7 @@ KIND_IDS: dict[str, int] = {
     "bdd": 6,
     "mlp": 7,
     "gfpow": 8,
+    "mdd": 9,
 }
 _KIND_NAMES = {v: k for k, v in KIND_IDS.items()}
 
@@ -801,3 +830,11 @@ def fit_bdd(y: np.ndarray, d: int, w: int) -> Model | None:
     except Exception:
         return None
     return BddModel(bdd, d, w)
+
+
+def fit_mdd(y: np.ndarray, d: int, w: int, budget_bytes: float | None = None) -> Model | None:
+    from simulacra.codecs.emulator.mdd import fit_level_tables
+
+    budget = None if budget_bytes is None else 8.0 * budget_bytes
+    found = fit_level_tables(np.asarray(y, dtype=np.uint64), d, w, budget)
+    return None if found is None else MddModel(found[0], d, w)

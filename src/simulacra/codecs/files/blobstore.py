@@ -20,7 +20,8 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -35,12 +36,23 @@ from simulacra.codecs.files.blocks import (
 from simulacra.codecs.files.dictionary import DictionaryStore
 from simulacra.errors import CodecError, CorruptArtifact, NotFound, PayloadTooBig
 
-__all__ = ["BlockInfo", "BlobInfo", "BlobStore", "DEFAULT_BLOCK_SIZE"]
+__all__ = [
+    "BlockInfo",
+    "BlobInfo",
+    "BlobStore",
+    "DEFAULT_BLOCK_SIZE",
+    "STALE_AFTER_S",
+    "remove_stale",
+]
 
 DEFAULT_BLOCK_SIZE = 64 * 1024
 _MAP = "map.json"
 _MAP_VERSION = 1
 _MAX_MAP_BYTES = 64 * 1024 * 1024
+# A temporary upload or blob untouched this long was left by a crash, not written by
+# another node sharing the directory: writers touch theirs at least every block, and
+# the files API drops an upload idle for a minute.
+STALE_AFTER_S = 600.0
 _BLOCK_SLACK = HEADER.size + 4 + 64 * 1024  # framing, crc, worst-case expansion
 
 
@@ -76,6 +88,27 @@ class BlobInfo:
         return counts
 
 
+def remove_stale(paths: Iterable[Path], *, now: float, age: float = STALE_AFTER_S) -> int:
+    """Remove the files or directories in ``paths`` untouched for ``age`` seconds.
+
+    Left by a crash; only old ones go, because another node sharing the data
+    directory may be writing a fresh one right now. Returns how many went.
+    """
+    removed = 0
+    for path in paths:
+        try:
+            if now - path.stat().st_mtime < age:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def _check_sha(sha: str) -> str:
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise NotFound(f"not a blob id: {sha[:80]!r}")
@@ -100,8 +133,7 @@ class BlobStore:
         self.dictionaries = dictionaries
         self.block_size = block_size
         self.try_emulator = try_emulator
-        for stale in self.root.glob(".tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        remove_stale(self.root.glob(".tmp-*"), now=time.time())
 
     def path(self, sha: str) -> Path:
         sha = _check_sha(sha)
@@ -250,6 +282,10 @@ def _info_from(obj: object, sha: str) -> BlobInfo:
         info = BlobInfo(sha, int(obj["size"]), int(obj["block_size"]), blocks)
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptArtifact(f"block map of {sha[:12]} is malformed") from exc
-    if sum(b.raw_len for b in blocks) != info.size or not 1 <= info.block_size <= MAX_BLOCK_BYTES:
+    # Block i must hold bytes i*bs .. (i+1)*bs exactly, or range reads would shift.
+    bs = info.block_size
+    if not 1 <= bs <= MAX_BLOCK_BYTES or len(blocks) != -(-info.size // bs):
+        raise CorruptArtifact(f"block map of {sha[:12]} does not add up")
+    if any(b.raw_len != min(bs, info.size - i * bs) for i, b in enumerate(blocks)):
         raise CorruptArtifact(f"block map of {sha[:12]} does not add up")
     return info

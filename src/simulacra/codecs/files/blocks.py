@@ -222,6 +222,11 @@ def decode_block(
             raw = emu.query(offsets).astype(np.uint8).tobytes()
     except zstandard.ZstdError as exc:
         raise CorruptArtifact(f"block does not decompress: {exc}") from exc
+    except CorruptArtifact:
+        raise
+    except (CodecError, ValueError, KeyError, TypeError, IndexError) as exc:
+        # An emulator payload that passed the crc but not its own parser: still corrupt.
+        raise CorruptArtifact(f"block payload is malformed: {exc}") from exc
     if len(raw) != head.raw_len or hashlib.sha256(raw).digest() != head.raw_sha256:
         raise CorruptArtifact("block fails its sha256 check")
     return raw

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 import time
@@ -30,6 +29,7 @@ from typing import Any
 
 from simulacra.config import add_option
 from simulacra.errors import ConfigError
+from simulacra.fsutil import atomic_path, human_size
 
 __all__ = ["register", "run_files"]
 
@@ -50,51 +50,40 @@ def register(subparsers: Any) -> None:
     )
     actions = files.add_subparsers(dest="files_action", metavar="ACTION")
 
-    put = actions.add_parser("put", help="upload a file; prints its entry id")
+    def action(
+        name: str, help: str, run: Callable[[Any, argparse.Namespace], Awaitable[Any]]
+    ) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help)
+        _common(parser)
+        parser.set_defaults(handler=lambda a: run_files(a, run))
+        return parser
+
+    put = action("put", "upload a file; prints its entry id", _put)
     put.add_argument("path", type=Path)
     put.add_argument("--name", default=None, help="name to store (default: the file's)")
     put.add_argument("--type", default="", help="media type (default: guessed from the name)")
-    _common(put)
-    put.set_defaults(handler=lambda a: run_files(a, _put))
 
-    ls = actions.add_parser("ls", help="list your viewer dictionary")
-    _common(ls)
-    ls.set_defaults(handler=lambda a: run_files(a, _ls))
+    action("ls", "list your viewer dictionary", _ls)
 
-    share = actions.add_parser("share", help="issue a regeneration code; prints it")
+    share = action("share", "issue a regeneration code; prints it", _share)
     share.add_argument("entry", help="entry id (from put or ls)")
     share.add_argument("--to", default=None, help="recipient user name")
     share.add_argument("--anyone", action="store_true", help="any user may redeem it")
     share.add_argument("--rights", default="view", choices=("view", "download"))
     share.add_argument("--ttl", default="7d", help="lifetime: 7d, 12h, 30m, 90s")
     share.add_argument("--uses", default=1, type=int, help="how many users may redeem it")
-    _common(share)
-    share.set_defaults(handler=lambda a: run_files(a, _share))
 
-    revoke = actions.add_parser("revoke", help="revoke a code you issued")
-    revoke.add_argument("code")
-    _common(revoke)
-    revoke.set_defaults(handler=lambda a: run_files(a, _revoke))
+    action("revoke", "revoke a code you issued", _revoke).add_argument("code")
+    action("redeem", "add a shared file to your viewer dictionary", _redeem).add_argument("code")
 
-    redeem = actions.add_parser("redeem", help="add a shared file to your viewer dictionary")
-    redeem.add_argument("code")
-    _common(redeem)
-    redeem.set_defaults(handler=lambda a: run_files(a, _redeem))
-
-    get = actions.add_parser("get", help="download a shared file (download rights)")
+    get = action("get", "download a shared file (download rights)", _get)
     get.add_argument("what", metavar="CODE|ENTRY")
     get.add_argument("-o", "--output", type=Path, required=True, help="file to write")
-    _common(get)
-    get.set_defaults(handler=lambda a: run_files(a, _get))
 
-    inbox = actions.add_parser("inbox", help="shares addressed to you")
+    inbox = action("inbox", "shares addressed to you", _inbox)
     inbox.add_argument("--all", action="store_true", help="also those already delivered")
-    _common(inbox)
-    inbox.set_defaults(handler=lambda a: run_files(a, _inbox))
 
-    codes = actions.add_parser("codes", help="codes you issued (ids, never the codes)")
-    _common(codes)
-    codes.set_defaults(handler=lambda a: run_files(a, _codes))
+    action("codes", "codes you issued (ids, never the codes)", _codes)
 
     files.set_defaults(handler=lambda a: _help(files))
 
@@ -123,21 +112,13 @@ def run_files(
     return 0
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
 def _human(action: str, result: dict[str, Any]) -> list[str]:
     if action == "put":
         e = result["entry"]
-        return [f"{e['id']}  {e['name']}  {_size(e['size'])}  stored"]
+        return [f"{e['id']}  {e['name']}  {human_size(e['size'])}  stored"]
     if action == "ls":
         return [
-            f"{e['id']}  {e['rights']:<8}  {_size(e['size']):>10}  {e['type']:<24}  {e['name']}"
+            f"{e['id']}  {e['rights']:<8}  {human_size(e['size']):>10}  {e['type']:<24}  {e['name']}"
             + (f"  (from {e['from']})" if e["rights"] != "owner" else "")
             for e in result["entries"]
         ]
@@ -147,9 +128,11 @@ def _human(action: str, result: dict[str, Any]) -> list[str]:
         return [f"revoked code #{result['code_id']}"]
     if action == "redeem":
         e = result["entry"]
-        return [f"{e['id']}  {e['name']}  {_size(e['size'])}  {e['rights']} (from {e['from']})"]
+        return [
+            f"{e['id']}  {e['name']}  {human_size(e['size'])}  {e['rights']} (from {e['from']})"
+        ]
     if action == "get":
-        return [f"{result['path']}  {_size(result['size'])}  sha256 {result['sha256']}  ok"]
+        return [f"{result['path']}  {human_size(result['size'])}  sha256 {result['sha256']}  ok"]
     if action == "codes":
         return [
             f"#{c['id']}  entry {c['entry']}  to {c['to'] or 'anyone'}  {c['rights']}"
@@ -158,7 +141,7 @@ def _human(action: str, result: dict[str, Any]) -> list[str]:
         ]
     if action == "inbox":
         return [
-            f"#{i['inbox']}  {i['name']}  {_size(i['size'])}  {i['rights']} from {i['from']}"
+            f"#{i['inbox']}  {i['name']}  {human_size(i['size'])}  {i['rights']} from {i['from']}"
             for i in result["items"]
         ]
     return [json.dumps(result)]
@@ -238,19 +221,15 @@ async def _get(client: Any, args: argparse.Namespace) -> dict[str, Any]:
         entry = what
     else:
         entry = (await client.redeem(what))["id"]
-    tmp = out.with_name(f".{out.name}.part-{os.getpid()}")
     bar = _bar(None, out.name)
 
     def progress(got: int) -> None:
         bar.update(got - bar.n)
 
     try:
-        with open(tmp, "wb") as fh:
+        # The bytes land under a temporary name: a failed download leaves nothing at ``out``.
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
             info, _ = await client.get(entry=entry, sink=fh, progress=progress)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         bar.close()
     return {

@@ -14,7 +14,6 @@ file against its full sha256, the file's name.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import zstandard
 
 from simulacra.errors import CorruptArtifact, PayloadTooBig
+from simulacra.fsutil import write_atomic
 
 __all__ = [
     "ViewerDictionary",
@@ -85,13 +85,9 @@ class DictionaryStore:
     def add(self, dictionary: ViewerDictionary, *, make_current: bool = True) -> None:
         path = self._path(dictionary.sha256)
         if not path.exists():
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(dictionary.data)
-            os.replace(tmp, path)
+            write_atomic(path, dictionary.data)
         if make_current:
-            tmp = self.root / (_CURRENT + ".tmp")
-            tmp.write_text(dictionary.hex + "\n", encoding="ascii")
-            os.replace(tmp, self.root / _CURRENT)
+            write_atomic(self.root / _CURRENT, (dictionary.hex + "\n").encode("ascii"))
 
     def current(self) -> ViewerDictionary | None:
         """The dictionary new blocks should use, if one was trained."""
