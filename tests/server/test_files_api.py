@@ -17,6 +17,7 @@ from simulacra.client.files_api import FilesClient, api_url, error_from, redeem
 from simulacra.errors import (
     CodeError,
     CodeExpired,
+    CodeRevoked,
     ConfigError,
     Forbidden,
     InvalidState,
@@ -123,6 +124,9 @@ async def test_refusals_carry_their_error_type(server):
         with pytest.raises(CodeError, match="unknown"):
             await c.redeem("A" * 26)
         await a.revoke(code)
+        async with FilesClient(server.url, bob) as b:
+            with pytest.raises(CodeRevoked, match="revoked by its owner"):
+                await b.redeem(code)
         with pytest.raises(ProtocolError, match="unknown op"):
             await a.request("format_disk")
         with pytest.raises(PayloadTooBig, match="upload limit"):
@@ -132,7 +136,6 @@ async def test_refusals_carry_their_error_type(server):
     with pytest.raises(Unauthorized, match="401"):
         async with FilesClient(server.url, "wrong-token"):
             pass
-    assert bob
 
 
 async def test_flow_control_keeps_at_most_eight_chunks_in_flight(server):
@@ -282,3 +285,47 @@ async def test_a_slow_sink_holds_back_the_socket_not_memory(server, monkeypatch)
         info, none = await asyncio.wait_for(task, DEADLINE_S)
     assert none is None and info["size"] == len(data)
     assert b"".join(sink.parts) == data
+
+
+async def test_open_uploads_are_bounded_per_socket_and_per_user(server, tmp_path):
+    alice = server.add_user("alice")
+    begin = {"op": "put_begin", "name": "u.bin", "size": 10, "sha256": "0" * 64}
+    uri = api_url(server.url, alice)
+    async with (
+        connect(uri, compression=None) as one,
+        connect(uri, compression=None) as two,
+        connect(uri, compression=None) as three,
+    ):
+        replies = []
+        for rid, ws in enumerate([one] * 5 + [two] * 3 + [three] * 3, 1):
+            await ws.send(json.dumps({"id": rid, **begin}))
+            replies.append(json.loads(await ws.recv()))
+        refused = [(r["id"], r["error"]["message"]) for r in replies if "error" in r]
+        assert refused == [
+            (5, "at most 4 uploads at once per socket"),
+            (10, "at most 8 uploads at once per user"),
+            (11, "at most 8 uploads at once per user"),
+        ]
+        assert len(list((tmp_path / "uploads").iterdir())) == 8
+
+
+async def test_requests_do_not_keep_an_idle_upload_alive(server, tmp_path):
+    alice = server.add_user("alice")
+    server.files_api.idle_timeout = 0.2
+    async with connect(api_url(server.url, alice), compression=None) as ws:
+        begin = {"id": 1, "op": "put_begin", "name": "i.bin", "size": 10, "sha256": "0" * 64}
+        await ws.send(json.dumps(begin))
+        uid = json.loads(await ws.recv())["upload"]
+        # Keep the socket busy with listings, never sending a chunk, until the drop shows up.
+        loop = asyncio.get_running_loop()
+        end, rid, dropped = loop.time() + DEADLINE_S, 2, None
+        while dropped is None:
+            assert loop.time() < end, "the idle upload was never dropped"
+            await ws.send(json.dumps({"id": rid, "op": "ls"}))
+            rid += 1
+            reply = json.loads(await ws.recv())
+            if reply.get("op") == "uploads_dropped":
+                dropped = reply
+            await asyncio.sleep(0.02)  # pacing the requests, not waiting for state
+        assert dropped == {"op": "uploads_dropped", "uploads": [uid], "reason": "idle timeout"}
+        assert not list((tmp_path / "uploads").iterdir())

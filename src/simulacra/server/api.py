@@ -13,8 +13,9 @@
                                             or right after connect for items shared meanwhile
 
 Errors answer the request: ``{"id":n,"error":{"type":"CodeExpired","message":"..."}}``.
-A socket that closes, or an upload idle for ``idle_timeout``, drops its
-unfinished uploads: their temporary files are deleted, no row is written.
+A socket that closes drops its unfinished uploads, and an upload without a
+chunk for ``idle_timeout`` is dropped even while other requests flow: their
+temporary files are deleted, no row is written.
 Store calls (SQLite, compression, block decoding) run in threads.
 """
 
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_REQUEST_BYTES",
     "UPLOAD_WINDOW",
     "MAX_REQUEST_ID",
+    "MAX_UPLOADS_PER_USER",
     "error_object",
 ]
 
@@ -64,6 +66,7 @@ MAX_CHUNK_BYTES = 256 * 1024
 MAX_REQUEST_BYTES = 64 * 1024
 UPLOAD_WINDOW = 8  # chunks a client keeps in flight
 MAX_UPLOADS_PER_SOCKET = 4
+MAX_UPLOADS_PER_USER = 8
 MAX_REQUEST_ID = 0xFFFFFFFF
 
 
@@ -78,6 +81,7 @@ class _Socket:
     ws: WsConnection
     user: str
     uploads: dict[int, Upload] = field(default_factory=dict)
+    touched: dict[int, float] = field(default_factory=dict)  # upload -> loop time of last chunk
     next_upload: int = 1
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -146,6 +150,7 @@ class FilesApi:
             frame_window=sessions.frame_window,
             max_pending=sessions.max_pending,
             dictionary_slots=sessions.dictionary_slots,
+            regroup_interval=sessions.regroup_interval,
         )
         sessions.sessions[key] = session
         session.start()
@@ -167,15 +172,11 @@ class FilesApi:
         try:
             await self._deliver_pending(sock)
             while True:
-                timeout = self.idle_timeout if sock.uploads else None
+                # Checked on every turn: requests on the socket do not keep an idle upload alive.
+                wait = await self._drop_idle_uploads(sock)
                 try:
-                    message = await asyncio.wait_for(ws.recv(), timeout)
+                    message = await asyncio.wait_for(ws.recv(), wait)
                 except TimeoutError:
-                    dropped = sorted(sock.uploads)
-                    await self._drop_uploads(sock)
-                    await sock.send_json(
-                        {"op": "uploads_dropped", "uploads": dropped, "reason": "idle timeout"}
-                    )
                     continue
                 if isinstance(message, str):
                     await self._request(sock, message)
@@ -191,9 +192,26 @@ class FilesApi:
                     del self._sockets[user]
             await self._drop_uploads(sock)
 
+    async def _drop_idle_uploads(self, sock: _Socket) -> float | None:
+        """Drop uploads without a chunk for ``idle_timeout``; seconds until the next may be."""
+        now = asyncio.get_running_loop().time()
+        idle = sorted(u for u in sock.uploads if now - sock.touched[u] >= self.idle_timeout)
+        for uid in idle:
+            upload = sock.uploads.pop(uid)
+            sock.touched.pop(uid, None)
+            await asyncio.to_thread(upload.abort)
+        if idle:
+            await sock.send_json(
+                {"op": "uploads_dropped", "uploads": idle, "reason": "idle timeout"}
+            )
+        if not sock.uploads:
+            return None
+        return max(0.0, min(sock.touched.values()) + self.idle_timeout - now)
+
     async def _drop_uploads(self, sock: _Socket) -> None:
         uploads = list(sock.uploads.values())
         sock.uploads.clear()
+        sock.touched.clear()
         for upload in uploads:
             await asyncio.to_thread(upload.abort)
 
@@ -241,11 +259,13 @@ class FilesApi:
                     f"chunk of {len(payload)} bytes; the limit is {MAX_CHUNK_BYTES}"
                 )
             received = await asyncio.to_thread(upload.write, offset, payload)
+            sock.touched[upload_id] = asyncio.get_running_loop().time()
         except Exception as exc:  # SimulacraError, or the disk failing: drop that upload only
             if not isinstance(exc, SimulacraError):
                 log.warning("upload %d of %s failed: %s", upload_id, sock.user, exc)
             if upload is not None:
                 sock.uploads.pop(upload_id, None)
+                sock.touched.pop(upload_id, None)
                 await asyncio.to_thread(upload.abort)
             await sock.send_json(
                 {"op": "chunk_error", "upload": upload_id, "error": error_object(exc)}
@@ -289,6 +309,9 @@ class FilesApi:
     async def _op_put_begin(self, sock: _Socket, rid: int, req: dict[str, Any]) -> dict[str, Any]:
         if len(sock.uploads) >= MAX_UPLOADS_PER_SOCKET:
             raise InvalidState(f"at most {MAX_UPLOADS_PER_SOCKET} uploads at once per socket")
+        # Each open upload may reserve up to the size limit on disk: bound them per user too.
+        if sum(len(s.uploads) for s in self._sockets.get(sock.user, ())) >= MAX_UPLOADS_PER_USER:
+            raise InvalidState(f"at most {MAX_UPLOADS_PER_USER} uploads at once per user")
         upload = await asyncio.to_thread(
             self.files.begin_upload,
             sock.user,
@@ -300,18 +323,22 @@ class FilesApi:
         uid = sock.next_upload
         sock.next_upload += 1
         sock.uploads[uid] = upload
+        sock.touched[uid] = asyncio.get_running_loop().time()
         return {"upload": uid, "chunk_bytes": MAX_CHUNK_BYTES, "window": UPLOAD_WINDOW}
 
     async def _op_put_commit(self, sock: _Socket, rid: int, req: dict[str, Any]) -> dict[str, Any]:
         uid = _field(req, "upload", int)
         upload = sock.uploads.pop(uid, None)
+        sock.touched.pop(uid, None)
         if upload is None:
             raise InvalidState(f"no open upload {uid}")
         entry = await asyncio.to_thread(upload.commit)
         return {"entry": entry.as_dict()}
 
     async def _op_put_abort(self, sock: _Socket, rid: int, req: dict[str, Any]) -> dict[str, Any]:
-        upload = sock.uploads.pop(_field(req, "upload", int), None)
+        uid = _field(req, "upload", int)
+        upload = sock.uploads.pop(uid, None)
+        sock.touched.pop(uid, None)
         if upload is not None:
             await asyncio.to_thread(upload.abort)
         return {}

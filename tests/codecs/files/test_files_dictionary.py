@@ -69,3 +69,15 @@ def test_blocks_find_a_dictionary_by_its_eight_byte_id(tmp_path):
     assert store.get(trained.sha256[:8]).as_bytes() == trained.data
     with pytest.raises(CorruptArtifact, match="missing"):
         store.get(bytes(8))
+
+
+def test_a_corrupt_current_dictionary_means_no_dictionary_not_failed_uploads(tmp_path, caplog):
+    store = DictionaryStore(tmp_path)
+    trained = train_viewer_dictionary(_samples(64), size=4096)
+    assert trained is not None
+    store.add(trained)
+    (tmp_path / (trained.hex + ".zdict")).write_bytes(b"bit rot")
+    assert store.current() is None
+    assert "current viewer dictionary unusable" in caplog.text
+    with pytest.raises(CorruptArtifact, match="sha256"):
+        store.get(trained.sha256)  # blocks that name it still refuse to decode

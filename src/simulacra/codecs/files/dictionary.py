@@ -14,6 +14,7 @@ file against its full sha256, the file's name.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ __all__ = [
     "MIN_SAMPLES",
     "MAX_DICTIONARY_BYTES",
 ]
+
+log = logging.getLogger("simulacra.files")
 
 DICTIONARY_BYTES = 32 * 1024
 MAX_DICTIONARY_BYTES = 1 << 20
@@ -94,9 +97,14 @@ class DictionaryStore:
         try:
             text = (self.root / _CURRENT).read_text(encoding="ascii").strip()
             sha = bytes.fromhex(text)
+            return ViewerDictionary(sha, self._read(sha))
         except (OSError, ValueError):
             return None
-        return ViewerDictionary(sha, self._read(sha))
+        except (CorruptArtifact, PayloadTooBig) as exc:
+            # New blocks go without a dictionary rather than every upload failing; old
+            # blocks that name this one still refuse to decode (CorruptArtifact).
+            log.warning("current viewer dictionary unusable (%s); new blocks use none", exc)
+            return None
 
     def versions(self) -> list[str]:
         return sorted(p.name[: -len(_SUFFIX)] for p in self.root.glob("*" + _SUFFIX))
