@@ -5,7 +5,8 @@
 Compiling 2048's emulators takes 10-70 s (measured: 8.6 s idle, 69 s on a loaded
 2-core machine), so tests of the emulated path share the run's one compile
 (``compiled_emulators``, tests/conftest.py), copied into each test's data
-directory; the server then loads them at once, as on any later start. Other tests run apps on reference code.
+directory; the server then loads them at once, as on any later start. Other
+tests run apps on reference code.
 """
 
 from __future__ import annotations

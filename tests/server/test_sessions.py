@@ -491,3 +491,85 @@ async def test_groups_that_keep_up_again_are_merged_with_one_keyframe() -> None:
     for s in sinks:
         assert (s.decoder.framebuffer == session.framebuffer).all()
     await session.close()
+
+
+# One pass of the session loop, driven by hand: what happens to which viewer is drawn.
+_STEP = st.tuples(
+    st.booleans(),  # a new picture (a redraw of the next state)
+    st.lists(st.integers(0, 7), max_size=8),  # viewers that acknowledge all they got
+    st.integers(-1, 7),  # a viewer that asks for a Resync (-1: none)
+    st.booleans(),  # a new viewer joins
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(_STEP, min_size=1, max_size=25), first=st.integers(1, 4))
+def test_any_skips_and_resyncs_keep_every_group_in_one_state(
+    steps: list[tuple[bool, list[int], int, bool]], first: int
+) -> None:
+    async def scenario() -> None:
+        session = AppSession(
+            ("shared", "noise", "p"),
+            "p",
+            Noise(),
+            executor=None,
+            cache=TileEncodeCache(256),
+            frame_window=2,
+            max_pending=64,
+            dictionary_slots=8,
+            seed=5,
+            regroup_interval=0.0,
+        )
+        session._reset()  # noqa: SLF001  (the loop is driven by hand, never started)
+        sinks: list[WireSink] = []
+        viewers: list[Any] = []
+
+        def join() -> None:
+            sinks.append(WireSink())
+            viewers.append(session.join(sinks[-1], f"u{len(sinks)}", "view"))
+
+        async def one_pass(fresh: bool) -> None:
+            batch = []
+            while not session._events.empty():  # noqa: SLF001
+                batch.append(session._events.get_nowait())  # noqa: SLF001
+            session._apply_events(batch)  # noqa: SLF001
+            if fresh:
+                session._state += 1  # noqa: SLF001
+                session._advance([], False)  # noqa: SLF001
+            await session._fan_out(fresh)  # noqa: SLF001
+
+        for _ in range(first):
+            join()
+        await one_pass(False)
+        for picture, ackers, resync, newcomer in steps:
+            for i in ackers:
+                if i < len(viewers) and sinks[i].frames:
+                    session.ack(viewers[i], sinks[i].frames[-1].seq)
+            if 0 <= resync < len(viewers):
+                session.resync(viewers[resync])
+            if newcomer:
+                join()
+            await one_pass(picture)
+            # Viewers of one group hold one state: picture and dictionary, slot for slot.
+            for group in session.groups:
+                held = [sinks[viewers.index(m)].decoder for m in group.members]
+                for decoder in held[1:]:
+                    assert (decoder.framebuffer == held[0].framebuffer).all()
+                    assert decoder.dictionary.lru.order() == held[0].dictionary.lru.order()
+                    filled = held[0].dictionary.lru.filled
+                    assert (
+                        decoder.dictionary.pixels[:filled] == held[0].dictionary.pixels[:filled]
+                    ).all()
+            assert sorted(id(m) for g in session.groups for m in g.members) == sorted(
+                id(v) for v in viewers if v.group is not None
+            )
+        # Everyone acknowledges: every viewer catches up to the session's picture.
+        for v, s in zip(viewers, sinks, strict=True):
+            session.ack(v, s.frames[-1].seq)
+        await one_pass(True)
+        assert sum(s.mismatches for s in sinks) == 0
+        for s in sinks:
+            assert (s.decoder.framebuffer == session.framebuffer).all()
+        assert session.stats.encodes <= session.stats.frames
+
+    asyncio.run(scenario())
