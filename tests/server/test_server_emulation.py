@@ -195,3 +195,40 @@ async def test_refresh_runs_off_the_loop_and_patched_apps_redraw(tmp_path: Path)
             session.redraw = lambda: redraws.append(1)  # type: ignore[method-assign]
             await wait_until(lambda: len(redraws) >= 2, "two redraws")
             assert runners["2048"].refreshes >= 3
+
+
+@pytest.mark.slow
+async def test_shared_file_viewer_renders_through_emulators(data_dir: Path) -> None:
+    """The viewer app is an app like the others: its glyph segment answers from an emulator."""
+    from simulacra.client.files_api import FilesClient
+
+    async with running_server(data_dir, reference=False) as srv:
+        assert isinstance(srv.runners.runner("viewer"), EmulatedRunner)
+        alice, bob = srv.add_user("alice"), srv.add_user("bob", role="view")
+        async with FilesClient(srv.url, alice) as a:
+            entry = await a.put(b"hello from the viewer\n" * 40, name="hello.txt")
+            code = (await a.share(entry["id"], to="bob", rights="view"))["code"]
+        opts = ClientOptions(srv.url, bob, transport="ws", moves=4, open_code=code, seed=1)
+        report = await HeadlessClient(opts).run()
+        assert report["mismatches"] == 0 and report["verified"] >= 1
+        status = await get_status(srv)
+    glyph = status["apps"]["viewer"]["segments"]["glyph"]
+    assert glyph["queries"] > 0 and glyph["fallbacks"] == 0
+    assert glyph["verified"] == "exhaustive"
+
+
+async def test_status_shows_other_users_sessions_only_to_the_admin(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as srv:
+        carol = srv.add_user("carol")
+        dave = srv.add_user("dave")
+        report = await HeadlessClient(ClientOptions(srv.url, carol, transport="ws", moves=2)).run()
+        assert report["mismatches"] == 0
+
+        async def sessions_seen_by(token: str) -> list[str]:
+            reply = await http_get(srv.url + "/api/status", {"Authorization": f"Bearer {token}"})
+            assert reply.status == 200, reply.body
+            return [s["name"] for s in json.loads(reply.body)["sessions"]]
+
+        assert "carol/2048" in await sessions_seen_by(srv.admin_token)
+        assert "carol/2048" in await sessions_seen_by(carol)
+        assert await sessions_seen_by(dave) == []

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import weakref
@@ -47,7 +48,7 @@ from websockets.asyncio.server import serve
 from websockets.http11 import Request, Response
 
 from simulacra import __version__
-from simulacra.apps import APP_NAMES
+from simulacra.apps import APP_NAMES, VIEWER_APP
 from simulacra.codecs.display import TileEncodeCache
 from simulacra.errors import ConfigError, NotFound
 from simulacra.protocol.messages import Bye
@@ -73,7 +74,7 @@ from simulacra.server.sessions import (
     viewer_memory_bound,
 )
 from simulacra.server.signaling import serve_webrtc_signaling, serve_ws_link
-from simulacra.server.store import Store, User
+from simulacra.server.store import ADMIN_NAME, Store, User
 
 __all__ = ["Server"]
 
@@ -136,7 +137,10 @@ class Server:
         self.admin_token = await asyncio.to_thread(self.store.ensure_admin)
         try:
             # The default app is ready before the port opens; others build on first use.
+            # The viewer's segments are small (seconds at most) and shared files open
+            # through them, so they are ready too.
             await self.runners.wait(cfg.app)
+            await self.runners.wait(VIEWER_APP)
         except BaseException:
             await self._release()
             raise
@@ -263,7 +267,8 @@ class Server:
         """The viewer session of ``user``'s entry: the picture of a shared file."""
         if self.files_api is None or self.sessions is None:
             raise NotFound("this server does not serve files")
-        return self.files_api.open_viewer(self.sessions, user, entry_id)
+        runner = self.runners.runner(VIEWER_APP)
+        return self.files_api.open_viewer(self.sessions, user, entry_id, runner)
 
     def add_user(self, name: str, role: str = "control") -> str:
         assert self.store is not None, "start() first"
@@ -288,12 +293,26 @@ class Server:
             max_send_buffer=cfg.max_send_buffer,
         )
 
-    def status(self, apps: dict[str, Any] | None = None) -> dict[str, Any]:
-        """What ``GET /api/status`` answers; ``apps`` (patch manifests: blocking) read apart."""
+    def status(
+        self, apps: dict[str, Any] | None = None, viewer: User | None = None
+    ) -> dict[str, Any]:
+        """What ``GET /api/status`` answers; ``apps`` (patch manifests: blocking) read apart.
+
+        ``viewer`` is who asks: the admin sees every session, anyone else only the
+        sessions that are theirs or that they are watching (names of other users'
+        sessions and of their files' viewer sessions stay private).
+        """
         sessions = list(self.sessions.sessions.values()) if self.sessions is not None else []
+        if viewer is not None and viewer.name != ADMIN_NAME:
+            sessions = [
+                s
+                for s in sessions
+                if (s.key[0] == "private" and s.key[1] == viewer.name)
+                or any(v.user == viewer.name for v in list(s.viewers))
+            ]
         return {
             "version": __version__,
-            "apps": apps if apps is not None else self.runners.status(APP_NAMES),
+            "apps": apps if apps is not None else self.runners.status((*APP_NAMES, VIEWER_APP)),
             "default_app": self.config.app,
             "sessions": [
                 {
@@ -313,6 +332,8 @@ class Server:
                     ],
                     "viewer_bytes_bound": self.viewer_memory_bound(s.app_name),
                     "frame_version": s.version,
+                    "encoder_groups": len(s.groups),
+                    "fan_out": dataclasses.asdict(s.stats),
                 }
                 for s in sessions
             ],
@@ -363,8 +384,8 @@ class Server:
             user = await self._authenticate(bearer_token(request.headers))
             if user is None:
                 return to_response(text_reply(401, "invalid or missing bearer token"))
-            apps = await asyncio.to_thread(self.runners.status, APP_NAMES)
-            return to_response(json_reply(self.status(apps)))
+            apps = await asyncio.to_thread(self.runners.status, (*APP_NAMES, VIEWER_APP))
+            return to_response(json_reply(self.status(apps, viewer=user)))
         if path.startswith("/api/"):
             return to_response(text_reply(404, f"not found: {path[:200]}"))
         return to_response(await asyncio.to_thread(static_reply, self.web_root, path))
