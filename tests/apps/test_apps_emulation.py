@@ -203,6 +203,7 @@ def test_summary_does_not_compile(tmp_path: Path, fake_codec: Any) -> None:
         "bytes": 2048,
         "packed_bytes": 256,
         "verified": True,
+        "review_regions": [],
     }
 
 

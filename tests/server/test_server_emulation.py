@@ -51,6 +51,9 @@ async def test_headless_play_is_served_by_emulators(data_dir: Path) -> None:
         assert seg["verified"] == "exhaustive", name
         assert (seg["version"], seg["patches"]) == (0, []), name
         assert 0 < seg["bytes"], name
+        assert isinstance(seg["review_regions"], list), name
+        for region in seg["review_regions"]:
+            assert 0 <= region["start"] < region["end"] <= 1 << seg["in_bits"], name
     assert (segments["row_move_left"]["in_bits"], segments["row_move_left"]["out_bits"]) == (16, 16)
     assert segments["row_move_left"]["packed_bytes"] == (1 << 16) * 16 // 8
 

@@ -134,6 +134,7 @@ class SegmentInfo:
     nbytes: int | None
     packed_bytes: int
     verified: bool | None
+    review_regions: tuple[dict[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +148,7 @@ class SegmentInfo:
             "bytes": self.nbytes,
             "packed_bytes": self.packed_bytes,
             "verified": self.verified,
+            "review_regions": list(self.review_regions),
         }
 
 
@@ -396,7 +398,8 @@ class SegmentStore:
         version = versions[-1].version if versions else 0
         if versions:
             emu = self._load(self.root / versions[-1].file) or emu
-        verified = _verified(emu.report(), segment.in_bits) if emu is not None else None
+        report = emu.report() if emu is not None else {}
+        verified = _verified(report, segment.in_bits) if emu is not None else None
         return SegmentInfo(
             app=self.app_cls.name,
             segment=name,
@@ -408,6 +411,7 @@ class SegmentStore:
             nbytes=int(emu.nbytes) if emu is not None else None,
             packed_bytes=-(-(1 << segment.in_bits) * segment.out_bits // 8),
             verified=verified,
+            review_regions=tuple(report.get("review_regions", ())),
         )
 
 

@@ -61,9 +61,15 @@ import numpy as np
 
 from simulacra.apps import get_app
 from simulacra.apps.base import App, InputEvent, SegmentRunner, reference_runner
-from simulacra.codecs.display import FrameEncoder, TileEncodeCache, framebuffer_checksum
+from simulacra.codecs.display import (
+    DeflateStream,
+    FrameEncoder,
+    TileEncodeCache,
+    framebuffer_checksum,
+    pack_tiles,
+)
 from simulacra.errors import NotFound, PayloadTooBig, SimulacraError
-from simulacra.protocol.messages import Frame, Input, Message
+from simulacra.protocol.messages import Frame, Input, Message, PackedFrame
 from simulacra.protocol.wire import MAX_MESSAGE_BYTES, encode_message
 
 __all__ = [
@@ -107,51 +113,60 @@ def viewer_memory_bound(
     return encoder + max_send_buffer + MAX_MESSAGE_BYTES + _SMALL_MESSAGES
 
 
+# The field a group shares: its name, empty value, and that value's msgpack length.
+_BODY: dict[type, tuple[str, Any, int]] = {Frame: ("tiles", (), 1), PackedFrame: ("data", b"", 2)}
+
+
 @dataclass(frozen=True, slots=True)
 class SharedFrame:
-    """One Frame encoded once for a whole group; viewers' copies differ in seq and input_seq.
+    """One Frame (or PackedFrame) encoded once for a group; copies differ in seq, input_seq.
 
     ::
 
         wire:  [1, 4, seq, input_seq, keyframe, width, height, tiles, checksum]
-               ├── head: per viewer ──────────────────────────┤├─ shared tail ──┤
-        header(seq, input_seq) = the Frame without tiles; a connection sends it
-        through its state machine (sequence checks) and ``wire`` swaps its empty
-        tiles array for the shared one: encode_message(full frame), byte for byte.
+        wire:  [1, 9, seq, input_seq, keyframe, width, height, count, size, data, checksum]
+               ├── head: per viewer ─────────────────────────────────────┤├ shared tail ┤
+        header(seq, input_seq) = the message with an empty body (tiles, data); a
+        connection sends it through its state machine (sequence checks) and ``wire``
+        swaps the empty body for the shared one: encode_message(full frame), byte for byte.
     """
 
-    frame: Frame  # as built for the group's first viewer
+    frame: Frame | PackedFrame  # as built for the group's first viewer
     data: bytes  # encode_message(frame)
-    head: int  # where the tiles array starts in ``data`` (and in every header)
-    cut: int  # header bytes from there on: the empty tiles array and the checksum
+    head: int  # where the body starts in ``data`` (and in every header)
+    cut: int  # header bytes from there on: the empty body and the checksum
 
     @classmethod
-    def of(cls, frame: Frame) -> SharedFrame:
+    def of(cls, frame: Frame | PackedFrame) -> SharedFrame:
+        name, empty, empty_len = _BODY[type(frame)]
         data = encode_message(frame)
-        bare = encode_message(replace(frame, tiles=()))
-        # An empty array and the int 0 take one byte each in msgpack, so this header
-        # ends in exactly those two bytes and the fields before them are ``head`` long.
-        head = len(encode_message(replace(frame, tiles=(), checksum=0))) - 2
+        bare = encode_message(replace(frame, **{name: empty}))
+        # The empty body and the int 0 have fixed msgpack lengths, so this header ends
+        # in exactly those bytes and the fields before them are ``head`` long.
+        head = len(encode_message(replace(frame, **{name: empty, "checksum": 0}))) - empty_len - 1
         if (
             data[:head] != bare[:head]
-            or data[len(data) - len(bare) + head + 1 :] != bare[head + 1 :]
+            or data[len(data) - len(bare) + head + empty_len :] != bare[head + empty_len :]
         ):
-            raise SimulacraError("Frame wire layout is not [..., tiles, checksum]")
+            raise SimulacraError(f"{type(frame).__name__} wire layout is not [..., body, checksum]")
         return cls(frame, data, head, len(bare) - head)
 
-    def header(self, seq: int, input_seq: int) -> Frame:
-        """The tile-less Frame a viewer's connection records as sent."""
-        f = self.frame
-        return Frame(seq, input_seq, f.keyframe, f.width, f.height, (), f.checksum)
+    def header(self, seq: int, input_seq: int) -> Frame | PackedFrame:
+        """The body-less message a viewer's connection records as sent."""
+        name, empty, _ = _BODY[type(self.frame)]
+        return replace(self.frame, seq=seq, input_seq=input_seq, **{name: empty})
 
     def wire(self, header: bytes) -> bytes:
         """The whole frame's bytes, given ``encode_message(self.header(seq, input_seq))``."""
         data = header[: len(header) - self.cut] + self.data[self.head :]
         if len(data) > MAX_MESSAGE_BYTES:
-            raise PayloadTooBig(f"Frame message is {len(data)} bytes, limit {MAX_MESSAGE_BYTES}")
+            raise PayloadTooBig(
+                f"{type(self.frame).__name__} message is {len(data)} bytes, "
+                f"limit {MAX_MESSAGE_BYTES}"
+            )
         return data
 
-    def frame_for(self, seq: int, input_seq: int) -> Frame:
+    def frame_for(self, seq: int, input_seq: int) -> Frame | PackedFrame:
         """The whole Frame as one viewer gets it (for sinks that take messages only)."""
         return replace(self.frame, seq=seq, input_seq=input_seq)
 
@@ -176,11 +191,16 @@ class FrameSink(Protocol):
 
 @dataclass(eq=False, slots=True)
 class EncoderGroup:
-    """Tiles viewers in one encoder state: same picture held, same tile dictionary."""
+    """Tiles viewers in one encoder state: same picture held, same tile dictionary.
+
+    ``stream``: the deflate stream of its packed-mode viewers (one per group, as
+    their streams are identical); None when the group started without any.
+    """
 
     encoder: FrameEncoder
     members: list[Viewer] = field(default_factory=list)
     version: int = -1  # framebuffer version its encoder holds (-1: none yet)
+    stream: DeflateStream | None = None
 
 
 @dataclass(slots=True)
@@ -203,7 +223,7 @@ class Viewer:
     sink: FrameSink
     user: str
     role: str
-    mode: str = "tiles"  # "video": the picture goes by video track, Frames only answer inputs
+    mode: str = "tiles"  # "packed": PackedFrames; "video": picture by video track, Frames answer inputs
     next_seq: int = 1
     acked: int = 0
     applied_input: int = 0  # highest Input seq of this viewer applied to the state
@@ -244,6 +264,19 @@ class _Job:
     group: EncoderGroup
     viewers: list[Viewer]
     keyframe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A job's frame in the forms its viewers asked for."""
+
+    tiles: SharedFrame | None  # Frame, for "tiles" viewers
+    packed: SharedFrame | None  # PackedFrame, for "packed" viewers
+
+    def for_mode(self, mode: str) -> SharedFrame:
+        shared = self.packed if mode == "packed" else self.tiles
+        assert shared is not None  # built for every mode among the job's viewers
+        return shared
 
 
 class AppSession:
@@ -477,13 +510,13 @@ class AppSession:
         if not fresh and self.tick_hz > 0:
             # An Ack's catch-up waits for the next tick (one period at most): viewers that
             # acknowledged meanwhile then share one encode instead of forking one by one.
-            ready = [v for v in ready if v.need_keyframe and v.mode == "tiles"]
+            ready = [v for v in ready if v.need_keyframe and v.mode != "video"]
         if not ready:
             return
         if fresh:
             self._regroup(ready)
         forks, jobs = self._plan(ready)
-        shared: list[SharedFrame] = await self._call(self._encode, forks, jobs)
+        shared: list[_Encoded] = await self._call(self._encode, forks, jobs)
         version = self.version
         for job, encoded in zip(jobs, shared, strict=True):
             for v in job.viewers:
@@ -493,7 +526,7 @@ class AppSession:
                 v.sent_version = version
                 v.answered_input = input_seq
                 if not v.left:
-                    _send_shared(v.sink, encoded, seq, input_seq)
+                    _send_shared(v.sink, encoded.for_mode(v.mode), seq, input_seq)
                     self.stats.frames += 1
         for v in ready:
             if v.mode == "video":
@@ -548,13 +581,14 @@ class AppSession:
         """Loop side: regroup the ready tiles viewers; the forks to copy, the encodes to run."""
         jobs: list[_Job] = []
         forks: list[tuple[EncoderGroup, FrameEncoder]] = []
-        keyed = [v for v in ready if v.mode == "tiles" and v.need_keyframe]
+        keyed = [v for v in ready if v.mode != "video" and v.need_keyframe]
         if keyed:
             # A keyframe resets the dictionary: every viewer keyed now ends in one state.
             encoder = FrameEncoder(
                 self.width, self.height, dictionary_slots=self._slots, cache=self._cache
             )
-            fresh_group = EncoderGroup(encoder)
+            packed = any(v.mode == "packed" for v in keyed)
+            fresh_group = EncoderGroup(encoder, stream=DeflateStream() if packed else None)
             for v in keyed:
                 _detach(v)
                 v.group = fresh_group
@@ -562,7 +596,7 @@ class AppSession:
             jobs.append(_Job(fresh_group, keyed, keyframe=True))
         movers: dict[int, list[Viewer]] = {}
         for v in ready:
-            if v.mode == "tiles" and not v.need_keyframe:
+            if v.mode != "video" and not v.need_keyframe:
                 assert v.group is not None  # every keyframe sent made one
                 movers.setdefault(id(v.group), []).append(v)
         for moving in movers.values():
@@ -574,7 +608,7 @@ class AppSession:
                 # The group splits: the smaller side takes a copy of the encoder as it
                 # is now (made in the worker before anything is encoded this pass).
                 side, rest = (moving, staying) if len(moving) <= len(staying) else (staying, moving)
-                fork = EncoderGroup(group.encoder, side, group.version)
+                fork = EncoderGroup(group.encoder, side, group.version, group.stream)
                 for m in side:
                     m.group = fork
                 group.members = rest
@@ -586,14 +620,20 @@ class AppSession:
 
     def _encode(
         self, forks: list[tuple[EncoderGroup, FrameEncoder]], jobs: list[_Job]
-    ) -> list[SharedFrame]:
-        """Worker thread: copy the forked encoders, then one encode and one Frame per group."""
+    ) -> list[_Encoded]:
+        """Worker thread: copy the forked encoders, then one encode and one Frame per group.
+
+        A group with a deflate stream compresses every encode, whoever receives it:
+        its members are exactly the job's viewers, so the stream stays theirs.
+        """
         fb = self.framebuffer
         assert fb is not None
         stats = self.stats
         for fork, source in forks:
             started = time.perf_counter()
             fork.encoder = source.copy()
+            if fork.stream is not None:
+                fork.stream = fork.stream.copy()
             stats.fork_seconds += time.perf_counter() - started
             stats.forks += 1
             stats.fork_bytes += fork.encoder.nbytes
@@ -608,16 +648,41 @@ class AppSession:
             else:
                 tiles = []  # it holds this picture already: only an input to answer
             lead = job.viewers[0]
-            frame = Frame(
-                seq=lead.next_seq,
-                input_seq=lead.applied_input,
-                keyframe=job.keyframe,
-                width=self.width,
-                height=self.height,
-                tiles=tuple(tiles),
-                checksum=self._checksum,
-            )
-            out.append(SharedFrame.of(frame))
+            modes = {v.mode for v in job.viewers}
+            plain = packed = None
+            if group.stream is not None and tiles:
+                raw = pack_tiles(tiles)
+                data = group.stream.compress(raw, keyframe=job.keyframe)
+                count, size = len(tiles), len(raw)
+            else:
+                data, count, size = b"", 0, 0  # nothing new: the stream stays as it is
+            if "packed" in modes:
+                packed = SharedFrame.of(
+                    PackedFrame(
+                        seq=lead.next_seq,
+                        input_seq=lead.applied_input,
+                        keyframe=job.keyframe,
+                        width=self.width,
+                        height=self.height,
+                        count=count,
+                        size=size,
+                        data=data,
+                        checksum=self._checksum,
+                    )
+                )
+            if "tiles" in modes:
+                plain = SharedFrame.of(
+                    Frame(
+                        seq=lead.next_seq,
+                        input_seq=lead.applied_input,
+                        keyframe=job.keyframe,
+                        width=self.width,
+                        height=self.height,
+                        tiles=tuple(tiles),
+                        checksum=self._checksum,
+                    )
+                )
+            out.append(_Encoded(plain, packed))
         return out
 
 
@@ -883,6 +948,8 @@ def _segments_status(app_cls: type[App], runner: SegmentRunner) -> dict[str, Any
             "fallbacks": stat.get("fallbacks", 0),
             "version": stat.get("version", 0),
             "patches": [],
+            # Inputs where fixes are dense or the model is unsure: where a human looks first.
+            "review_regions": report.get("review_regions", []),
         }
         if emu is not None and hasattr(runner, "patches"):
             for v in runner.patches(seg.name):
