@@ -49,6 +49,7 @@ test: install-test
 bench: install
 	$(PY) bench/emulator_suite.py
 	$(PY) bench/apps.py
+	$(PY) bench/files.py
 
 lint: install-test
 	$(VENV)/bin/ruff check src tests bench
