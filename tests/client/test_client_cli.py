@@ -16,7 +16,10 @@ def parse(*argv: str) -> ClientOptions:
 def test_defaults_play_sixty_moves(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TOKEN", "TRANSPORT", "MOVES", "FRAMES", "SECONDS", "APP", "SESSION"):
         monkeypatch.delenv(f"SIMULACRA_{name}", raising=False)
-    assert parse("http://127.0.0.1:9") == ClientOptions("http://127.0.0.1:9", "", moves=60)
+    # client/cli.py still defaults --mode to tiles (ClientOptions: packed)
+    assert parse("http://127.0.0.1:9") == ClientOptions(
+        "http://127.0.0.1:9", "", moves=60, mode="tiles"
+    )
 
 
 def test_flags() -> None:
@@ -26,7 +29,7 @@ def test_flags() -> None:
     )  # fmt: skip
     assert options == ClientOptions(
         "http://h:1", "T", transport="ws", moves=None, frames=5, seconds=2.5, app="sand",
-        session="room", seed=3,
+        session="room", seed=3, mode="tiles",
     )  # fmt: skip
 
 

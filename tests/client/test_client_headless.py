@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,12 +13,18 @@ from simulacra.client.headless import (
     PAGE_KEYS,
     VIEWER_APP,
     ClientOptions,
+    HeadlessClient,
     Inbox,
     Player,
     error_for,
     open_info,
 )
-from simulacra.codecs.display import FrameEncoder, framebuffer_checksum
+from simulacra.codecs.display import (
+    DeflateStream,
+    FrameEncoder,
+    framebuffer_checksum,
+    pack_tiles,
+)
 from simulacra.errors import (
     ConfigError,
     Forbidden,
@@ -32,20 +40,28 @@ from simulacra.protocol.messages import (
     Frame,
     Hello,
     Input,
+    PackedFrame,
     Resync,
     Welcome,
 )
 from simulacra.protocol.session import ServerConnection, State
 from simulacra.protocol.wire import decode_message
+from simulacra.server import Server
+from simulacra.server.config import ServerConfig
 
 W, H = 64, 32
 
 
 class FakeServer:
-    """Answers Hello with Welcome + keyframe and every Input with a frame."""
+    """Answers Hello with Welcome + keyframe and every Input with a frame (in the Hello's mode)."""
 
     def __init__(
-        self, *, role: str = "control", corrupt: set[int] | None = None, stuck: bool = False
+        self,
+        *,
+        role: str = "control",
+        corrupt: set[int] | None = None,
+        stuck: bool = False,
+        garble: set[int] | None = None,
     ) -> None:
         self.conn = ServerConnection()
         self.role = role
@@ -53,11 +69,14 @@ class FakeServer:
         self.fb = np.zeros((H, W, 3), dtype=np.uint8)
         self.seq = 0
         self.corrupt = corrupt or set()  # frame seqs sent with a wrong checksum
+        self.garble = garble or set()  # packed frame seqs sent with a flipped stream byte
         self.stuck = stuck  # inputs change nothing on screen
         self.inputs: list[Input] = []
         self.acks: list[int] = []
         self.resyncs: list[str] = []
         self.byes = 0
+        self.mode = "tiles"
+        self.stream = DeflateStream()
 
     def frame(self, *, keyframe: bool = False) -> bytes:
         self.seq += 1
@@ -65,6 +84,24 @@ class FakeServer:
         checksum = framebuffer_checksum(self.fb)
         if self.seq in self.corrupt:
             checksum ^= 1
+        if self.mode == "packed":
+            raw = pack_tiles(tiles)
+            data = self.stream.compress(raw, keyframe=keyframe)
+            if self.seq in self.garble:
+                data = data[:-5] + bytes([data[-5] ^ 0xFF]) + data[-4:]
+            return self.conn.send(
+                PackedFrame(
+                    self.seq,
+                    self.conn.last_input_seq,
+                    keyframe,
+                    W,
+                    H,
+                    len(tiles),
+                    len(raw),
+                    data,
+                    checksum,
+                )  # fmt: skip
+            )
         return self.conn.send(
             Frame(
                 seq=self.seq,
@@ -81,6 +118,7 @@ class FakeServer:
         out: list[bytes] = []
         for msg in self.conn.receive_data(data):
             if isinstance(msg, Hello):
+                self.mode = msg.mode
                 welcome = Welcome(
                     session="s1",
                     user="alice",
@@ -154,6 +192,46 @@ def test_plays_moves_and_verifies_every_frame() -> None:
     assert {i.key for i in server.inputs} == set(MOVE_KEYS)
 
 
+def test_tiles_mode_plays_on_plain_frames() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=20, mode="tiles"))
+    server = FakeServer()
+    sent: list[bytes] = []
+    handle = server.handle
+
+    def spy(data: bytes) -> list[bytes]:
+        out = handle(data)
+        sent.extend(out)
+        return out
+
+    server.handle = spy  # type: ignore[method-assign]
+    play(player, server)
+    assert server.mode == "tiles"
+    kinds = {type(decode_message(m)).__name__ for m in sent}
+    assert "Frame" in kinds and "PackedFrame" not in kinds
+    assert player.report(0.0)["verified"] == 21
+    assert (player.decoder is not None) and np.array_equal(player.decoder.framebuffer, server.fb)
+
+
+def test_packed_mode_is_the_default() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=20))
+    server = FakeServer()
+    play(player, server)
+    assert server.mode == "packed"
+    assert player.report(0.0)["verified"] == 21 == player.packed_frames
+    assert (player.decoder is not None) and np.array_equal(player.decoder.framebuffer, server.fb)
+
+
+def test_broken_packed_stream_resyncs_and_recovers() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=6))
+    server = FakeServer(garble={3})
+    play(player, server)
+    report = player.report(0.0)
+    assert len(server.resyncs) == 1
+    assert report["keyframes"] == 2
+    assert report["mismatches"] >= 1
+    assert (player.decoder is not None) and np.array_equal(player.decoder.framebuffer, server.fb)
+
+
 def test_latency_from_the_clock() -> None:
     player = Player(ClientOptions("http://x", "t", moves=5))
     play(player, FakeServer(), step_ms=2.0)
@@ -171,7 +249,7 @@ def test_report_fields() -> None:
         "mismatches", "keyframes", "moves", "latency_ms", "bytes", "bytes_per_frame", "fps",
         "seconds", "width", "height", "checksum",
     }  # fmt: skip
-    assert (report["transport"], report["mode"]) == ("ws", "tiles")
+    assert (report["transport"], report["mode"]) == ("ws", "packed")
     assert (report["app"], report["session"]) == ("2048", "s1")
     assert (report["user"], report["role"], report["width"], report["height"]) == (
         "alice", "control", W, H,
@@ -447,3 +525,29 @@ def test_viewer_pages_with_paging_keys() -> None:
     play(player, server)
     assert {i.key for i in server.inputs} <= set(PAGE_KEYS)
     assert player.report(0.0)["moves"] == 20
+
+
+# -- end to end: an in-process server, both carriers, both tile modes ---------------
+
+
+@pytest.mark.parametrize("transport", ["webrtc", "ws"])
+@pytest.mark.parametrize("mode", ["packed", "tiles"])
+async def test_headless_plays_over_each_carrier_and_mode(
+    tmp_path: Path, transport: str, mode: str
+) -> None:
+    config = ServerConfig(
+        host="127.0.0.1", port=0, data_dir=tmp_path / "data", app="2048", reference=True
+    )
+    async with Server(config) as srv:
+        options = ClientOptions(
+            srv.url, srv.admin_token, transport=transport, mode=mode, moves=12, inbox=False
+        )
+        client = HeadlessClient(options)
+        report = await client.run()
+    assert (report["transport"], report["mode"]) == (transport, mode)
+    player = client._player  # noqa: SLF001
+    assert player is not None
+    assert player.packed_frames == (player.frames if mode == "packed" else 0)
+    assert report["moves"] == 12
+    assert report["mismatches"] == 0
+    assert report["verified"] == report["frames"] >= 13

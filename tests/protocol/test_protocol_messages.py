@@ -19,6 +19,7 @@ from simulacra.protocol.messages import (
     Hello,
     Input,
     MessageType,
+    PackedFrame,
     Resync,
     Welcome,
 )
@@ -56,6 +57,7 @@ def test_message_type_numbers() -> None:
         ("ERROR", 6),
         ("BYE", 7),
         ("RESYNC", 8),
+        ("PACKED_FRAME", 9),
     ]
     assert MESSAGE_CLASSES == {
         MessageType.HELLO: Hello,
@@ -66,6 +68,7 @@ def test_message_type_numbers() -> None:
         MessageType.ERROR: Error,
         MessageType.BYE: Bye,
         MessageType.RESYNC: Resync,
+        MessageType.PACKED_FRAME: PackedFrame,
     }
 
 
@@ -96,6 +99,17 @@ def test_field_order_is_the_wire_order() -> None:
         "Error": ["code", "message"],
         "Bye": ["reason"],
         "Resync": ["reason"],
+        "PackedFrame": [
+            "seq",
+            "input_seq",
+            "keyframe",
+            "width",
+            "height",
+            "count",
+            "size",
+            "data",
+            "checksum",
+        ],
     }
 
 
@@ -138,7 +152,10 @@ def test_normalizes_sequences_bytes_and_enums() -> None:
         (lambda: Ack("1"), "Ack.seq must be an int, got str"),
         (lambda: Hello(b"x"), "Hello.client must be a str, got bytes"),
         (lambda: Hello("x" * 257), "Hello.client must be at most 256 characters, got 257"),
-        (lambda: Hello("x", mode="audio"), "Hello.mode must be one of tiles, video; got 'audio'"),
+        (
+            lambda: Hello("x", mode="audio"),
+            "Hello.mode must be one of tiles, video, packed; got 'audio'",
+        ),
         (lambda: Hello("\ud800"), "Hello.client is not valid UTF-8 text"),
         (lambda: welcome(role="admin"), "Welcome.role must be one of control, view; got 'admin'"),
         (lambda: welcome(width=0), "Welcome.width must be in 16..4096, got 0"),
@@ -204,3 +221,26 @@ def test_limits_are_inclusive() -> None:
     assert len(big.tiles) == 65536
     with pytest.raises(ProtocolError, match="Frame.tiles must have at most 65536 items, got 65537"):
         frame(width=4096, height=4096, tiles=[(0, 4, b"")] * 65537)
+
+
+def test_packed_frame_exact_bytes() -> None:
+    from simulacra.protocol.wire import decode_message, encode_message
+
+    msg = PackedFrame(3, 2, False, 32, 16, 1, 4, b"\x01\x02", 0xDEADBEEF)
+    data = encode_message(msg)
+    assert data == bytes.fromhex("9b 01 09 03 02 c2 20 10 01 04 c4 02 01 02 ce de ad be ef")
+    assert decode_message(data) == msg
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: PackedFrame(1, 0, True, 16, 16, 2, 4, b"", 0), "count must be at most 1"),
+        (lambda: PackedFrame(1, 0, True, 16, 16, 1, 0, b"", 0), "size must be 0 exactly when"),
+        (lambda: PackedFrame(1, 0, True, 16, 16, 0, 0, "x", 0), "data must be bytes, got str"),
+        (lambda: PackedFrame(1, 0, True, 16, 16, 1, 2**20 + 1, b"", 0), "size must be in"),
+    ],
+)
+def test_packed_frame_rejects(make: object, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        make()  # type: ignore[operator]

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 from server_testkit import ProtoClient, http_get, running_server, wait_until, ws_url
 from websockets.asyncio.client import connect
 
-from simulacra.codecs.display import framebuffer_checksum
-from simulacra.protocol.messages import Ack, Error, ErrorCode, Hello, Input
+from simulacra.codecs.display import InflateStream, framebuffer_checksum, unpack_tiles
+from simulacra.protocol.messages import (
+    Ack,
+    Error,
+    ErrorCode,
+    Frame,
+    Hello,
+    Input,
+    Message,
+    PackedFrame,
+)
 from simulacra.protocol.session import ClientConnection
 from simulacra.server import Server
 from simulacra.server.sessions import AppSession, Viewer
@@ -168,3 +179,75 @@ async def test_watchers_share_encodes_and_every_picture_verifies(tmp_path: Path)
             assert session.stats.regroups >= 1
             assert len(session.groups) <= 2
             assert session.stats.encodes < session.stats.frames
+
+
+class PackedClient(ProtoClient):
+    """ProtoClient that also takes PackedFrames (inflated from its own stream)."""
+
+    def __init__(self, ws: Any) -> None:
+        super().__init__(ws)
+        self.inflater = InflateStream()
+        self.kinds: list[str] = []
+
+    async def recv(self) -> Message:
+        async with asyncio.timeout(10):
+            data = await self.ws.recv()
+        assert isinstance(data, bytes)
+        (msg,) = self.conn.receive_data(data)
+        if isinstance(msg, Frame | PackedFrame):
+            assert self.decoder is not None
+            self.kinds.append(type(msg).__name__)
+            if isinstance(msg, PackedFrame):
+                raw = self.inflater.inflate(msg.data, msg.size, keyframe=msg.keyframe)
+                tiles = unpack_tiles(raw, msg.count, self.decoder.grid.count)
+            else:
+                tiles = list(msg.tiles)
+            self.decoder.apply(tiles, keyframe=msg.keyframe)
+            assert self.decoder.checksum() == msg.checksum
+        return msg
+
+    async def frame(self) -> Any:
+        msg = await self.recv()
+        assert isinstance(msg, Frame | PackedFrame), msg
+        return msg
+
+
+async def test_packed_viewers_share_a_stream_and_forks_copy_it(tmp_path: Path) -> None:
+    async with running_server(tmp_path) as srv:
+        tokens = [srv.add_user(f"p{i}", role="view") for i in range(3)]
+        async with (
+            PackedClient.open(srv, srv.admin_token) as driver,
+            PackedClient.open(srv, tokens[0]) as w0,
+            PackedClient.open(srv, tokens[1]) as lagging,
+            PackedClient.open(srv, tokens[2]) as plain,
+        ):
+            clients = (driver, w0, lagging, plain)
+            for client, mode in zip(clients, ("packed", "packed", "packed", "tiles"), strict=True):
+                await client.hello(session="packed", mode=mode)
+                key = await client.frame()
+                assert key.keyframe
+                await client.send(Ack(seq=key.seq))
+            session = shared(srv, "packed")
+
+            async def catch_up(client: PackedClient, checksum: int) -> None:
+                assert client.decoder is not None
+                while client.decoder.checksum() != checksum:
+                    frame = await client.frame()
+                    await client.send(Ack(seq=frame.seq))
+
+            for seq in range(1, 13):
+                await driver.send(Input(seq=seq, kind="key", key=KEYS[seq % 4]))
+                answer = None
+                while answer is None or answer.input_seq < seq:
+                    answer = await driver.frame()
+                    await driver.send(Ack(seq=answer.seq))
+                await catch_up(w0, answer.checksum)
+                await catch_up(plain, answer.checksum)
+                if seq % 6 == 0:  # it reads only now and then: its window fills, it forks
+                    await catch_up(lagging, answer.checksum)
+            assert session.stats.forks >= 1
+            assert set(driver.kinds) == set(w0.kinds) == set(lagging.kinds) == {"PackedFrame"}
+            assert set(plain.kinds) == {"Frame"}
+            for group in session.groups:
+                modes = {m.mode for m in group.members}
+                assert ("packed" in modes) <= (group.stream is not None)

@@ -13,9 +13,15 @@ from hypothesis import strategies as st
 from server_testkit import wait_until
 
 from simulacra.apps.base import App, InputEvent
-from simulacra.codecs.display import FrameDecoder, FrameEncoder, TileEncodeCache
+from simulacra.codecs.display import (
+    FrameDecoder,
+    FrameEncoder,
+    InflateStream,
+    TileEncodeCache,
+    unpack_tiles,
+)
 from simulacra.errors import PayloadTooBig
-from simulacra.protocol.messages import Frame, Hello, Input, Message, Welcome
+from simulacra.protocol.messages import Frame, Hello, Input, Message, PackedFrame, Welcome
 from simulacra.protocol.session import ClientConnection, ServerConnection
 from simulacra.protocol.wire import MAX_MESSAGE_BYTES, encode_message
 from simulacra.server.sessions import (
@@ -299,6 +305,28 @@ def test_shared_frame_splices_exactly_what_encode_message_writes(
     assert shared.data == encode_message(template)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    seq=st.integers(1, 2**53 - 1),
+    input_seq=st.integers(0, 2**53 - 1),
+    keyframe=st.booleans(),
+    checksum=st.integers(0, 2**32 - 1),
+    count=st.integers(0, 12),
+    data=st.binary(max_size=70_000),
+)
+def test_shared_packed_frame_splices_exactly(
+    seq: int, input_seq: int, keyframe: bool, checksum: int, count: int, data: bytes
+) -> None:
+    size = 0 if count == 0 else 1 + len(data)
+    template = PackedFrame(1, 0, keyframe, 64, 48, count, size, data, checksum)
+    shared = SharedFrame.of(template)
+    header = shared.header(seq, input_seq)
+    assert isinstance(header, PackedFrame) and header.data == b""
+    mine = PackedFrame(seq, input_seq, keyframe, 64, 48, count, size, data, checksum)
+    assert shared.wire(encode_message(header)) == encode_message(mine)
+    assert shared.frame_for(seq, input_seq) == mine
+
+
 class Noise(App):
     """64x48 (12 tiles); each key or tick repaints a few tiles from a seeded generator."""
 
@@ -327,15 +355,17 @@ class Noise(App):
 class WireSink:
     """A viewer's connection down to the bytes: server state machine, wire, client decoder."""
 
-    def __init__(self) -> None:
+    def __init__(self, mode: str = "tiles") -> None:
         self.server = ServerConnection()
         self.client = ClientConnection()
-        hello = self.client.send(Hello("t/0", "noise", "s", "tiles"))
+        self.inflater = InflateStream()
+        self.hello_mode = mode
+        hello = self.client.send(Hello("t/0", "noise", "s", mode))
         self.server.receive_data(hello)
         welcome = Welcome("s", "u", "view", "noise", Noise.width, Noise.height, 16, 8, ("noise",))
         self.client.receive_data(self.server.send(welcome))
         self.decoder = FrameDecoder(Noise.width, Noise.height, dictionary_slots=8)
-        self.frames: list[Frame] = []
+        self.frames: list[Frame | PackedFrame] = []
         self.mismatches = 0
 
     def congested(self) -> bool:
@@ -355,8 +385,13 @@ class WireSink:
 
     def _receive(self, data: bytes) -> None:
         (frame,) = self.client.receive_data(data)
-        assert isinstance(frame, Frame)
-        self.decoder.apply(frame.tiles, keyframe=frame.keyframe)
+        if isinstance(frame, PackedFrame):
+            raw = self.inflater.inflate(frame.data, frame.size, keyframe=frame.keyframe)
+            tiles = unpack_tiles(raw, frame.count, self.decoder.grid.count)
+        else:
+            assert isinstance(frame, Frame)
+            tiles = list(frame.tiles)
+        self.decoder.apply(tiles, keyframe=frame.keyframe)
         self.mismatches += self.decoder.checksum() != frame.checksum
         self.frames.append(frame)
 
@@ -445,6 +480,54 @@ async def test_a_skipping_viewer_forks_verifies_and_rejoins_at_a_keyframe() -> N
     assert c.group is d.group and c.group is not None and c.group.members == [c, d]
     assert sum(s.mismatches for s in (*sinks, late)) == 0
     assert len(session.groups) == 2
+    await session.close()
+
+
+async def test_packed_viewers_share_one_stream_and_a_fork_copies_it() -> None:
+    session = noise_session(window=2)
+    sinks = [WireSink("packed"), WireSink("packed"), WireSink("packed"), WireSink("tiles")]
+    viewers = [session.join(s, f"u{i}", "view", s.hello_mode) for i, s in enumerate(sinks)]
+    a, b, c, t = viewers
+    await wait_until(lambda: all(len(s.frames) == 1 for s in sinks), "the keyframes")
+    assert len(session.groups) == 1 and session.groups[0].stream is not None
+
+    async def picture(ackers: tuple[Any, ...], getting: tuple[Any, ...]) -> None:
+        counts = [len(s.frames) for s in sinks]
+        session._state += 1  # noqa: SLF001  (a redraw shows the next picture)
+        session.redraw()
+        await wait_until(
+            lambda: all(
+                len(s.frames) == n + 1
+                for v, s, n in zip(viewers, sinks, counts, strict=True)
+                if v in getting
+            ),
+            "a frame",
+        )
+        for v, s in zip(viewers, sinks, strict=True):
+            if v in ackers:
+                session.ack(v, s.frames[-1].seq)
+
+    for v, s in zip(viewers, sinks, strict=True):
+        session.ack(v, s.frames[-1].seq)
+    await picture((a, b, t), viewers)  # c's window (2) is full after this one
+    for _ in range(3):
+        await picture((a, b, t), (a, b, t))
+    assert session.stats.forks == 1 and c.group is not a.group
+    assert c.group is not None and c.group.stream is not None
+    bound = encoder_memory_bound(Noise.width, Noise.height, dictionary_slots=8)
+    assert c.group.encoder.nbytes + c.group.stream.nbytes == c.nbytes <= bound
+    held = len(sinks[2].frames)  # the keyframe and the two frames its window let through
+    assert held == 3
+    session.ack(c, sinks[2].frames[-1].seq)
+    await wait_until(lambda: len(sinks[2].frames) == 4, "c's catch-up from its copied stream")
+    assert not sinks[2].frames[-1].keyframe
+    for s in sinks:
+        assert (s.decoder.framebuffer == session.framebuffer).all()
+    assert sum(s.mismatches for s in sinks) == 0
+    # In-step packed viewers get the same stream bytes; the tiles viewer gets Frames.
+    assert [f.data for f in sinks[0].frames] == [f.data for f in sinks[1].frames]  # type: ignore[union-attr]
+    assert all(isinstance(f, PackedFrame) for s in sinks[:3] for f in s.frames)
+    assert all(isinstance(f, Frame) for f in sinks[3].frames)
     await session.close()
 
 

@@ -117,6 +117,7 @@ async def test_webrtc_session(server: Any, browser: Any, tmp_path: Path) -> None
     page = await open_client(browser, server)
     state = await check_session(page, "webrtc")
     assert state["fallbackReason"] == ""
+    assert state["mode"] == "packed"  # the default: PackedFrames through one deflate stream
     assert await page.text_content("#status") == "webrtc"
     # the overlay reads /api/status: 2048's 3 segments, on reference code unless emulated
     await page.wait_for_function(
@@ -173,8 +174,9 @@ STALL_WEBRTC = """
 async def test_falls_back_to_websocket(server: Any, browser: Any) -> None:
     page = await browser.new_page()
     await page.add_init_script(STALL_WEBRTC)
-    await page.goto(f"{server.url}/?token={server.admin_token}")
-    await check_session(page, "ws")
+    await page.goto(f"{server.url}/?token={server.admin_token}&mode=tiles")
+    state = await check_session(page, "ws")
+    assert state["mode"] == "tiles"  # plain Frames, as before packed mode
     assert await page.text_content("#status") == "ws fallback"
     reason = await page.evaluate("() => window.simulacra.fallbackReason")
     assert reason == "data channel not open within 4 s"
@@ -190,7 +192,7 @@ async def test_checksum_mismatch_asks_for_keyframe(server: Any, browser: Any) ->
         if isinstance(data, str):
             return data
         msg = msgpack.unpackb(data)
-        if msg[1] != 4:
+        if msg[1] not in (4, 9):  # Frame, PackedFrame
             return data
         frames_seen += 1
         if frames_seen != 2:

@@ -14,6 +14,7 @@ ENCODE = "return toHex(m.encodeMessage(arg));"
 DECODE = """
   const msg = m.decodeMessage(fromHex(arg));
   if (msg.tiles) msg.tiles = msg.tiles.map(([i, e, d]) => [i, e, toHex(d)]);
+  if (msg.data) msg.data = toHex(msg.data);
   return msg;
 """
 
@@ -100,6 +101,39 @@ def test_decode_welcome_and_frame(js: Any) -> None:
     }
 
 
+def test_decode_packed_frame_from_python(js: Any) -> None:
+    from simulacra.protocol.messages import Hello, PackedFrame
+    from simulacra.protocol.wire import encode_message
+
+    wire = encode_message(PackedFrame(3, 2, False, 32, 16, 1, 4, b"\x01\x02", 0xDEADBEEF))
+    assert js("protocol.js", DECODE, wire.hex()) == {
+        "type": 9,
+        "seq": 3,
+        "inputSeq": 2,
+        "keyframe": False,
+        "width": 32,
+        "height": 16,
+        "count": 1,
+        "size": 4,
+        "data": "0102",
+        "checksum": 0xDEADBEEF,
+    }
+    hello = {"type": 1, "client": "simulacra-web/0.2", "app": "", "session": "", "mode": "packed"}
+    assert (
+        js("protocol.js", ENCODE, hello)
+        == encode_message(Hello("simulacra-web/0.2", "", "", "packed")).hex()
+    )
+    body = """
+      const c = new m.ClientConnection();
+      c.send({type: 1, client: "w", app: "", session: "", mode: "packed"});
+      c.receiveData(fromHex(arg.welcome));
+      const msg = c.receiveData(fromHex(arg.frame));
+      return [msg.type, c.state];
+    """
+    welcome = packed(2, "s", "u", "view", "2048", 32, 16, 16, 0, [])
+    assert js("protocol.js", body, {"welcome": welcome, "frame": wire.hex()}) == [9, "STREAMING"]
+
+
 @pytest.mark.parametrize(
     ("wire", "error"),
     [
@@ -110,6 +144,8 @@ def test_decode_welcome_and_frame(js: Any) -> None:
         (packed(5, -1), ["ProtocolError", 400, "Ack.seq is invalid"]),
         (packed(5, True), ["ProtocolError", 400, "Ack.seq is invalid"]),
         (packed(4, 1, 0, 1, 16, 16, [], 0), ["ProtocolError", 400, "Frame.keyframe is invalid"]),
+        (packed(9, 1, 0, True, 16, 16, 1, 3, "abc", 0), ["ProtocolError", 400, "PackedFrame.data is invalid"]),
+        (packed(9, 1, 0, True, 16, 16, 1, 3, b"abc"), ["ProtocolError", 400, "PackedFrame needs 9 fields"]),
         (packed(4, 1, 0, True, 16, 16, [[0, 0, "abc"]], 0), ["ProtocolError", 400, "Frame.tiles is invalid"]),
         (packed(2, "s", "u", "r", "a", 16, 16, 16, 0, [1]), ["ProtocolError", 400, "Welcome.apps is invalid"]),
         (msgpack.packb({"v": 1}).hex(), ["ProtocolError", 400, "a message is an array [version, type, ...]"]),

@@ -279,3 +279,147 @@ def test_decoder_rejects_bad_geometry(
       catch (e) { return e.message; }
     """
     assert js("tiles.js", body, [width, height, slots]) == error
+
+
+# -- packed mode: a recorded stream of PackedFrame payloads, decoded by tiles.js --
+
+# arg: {width, height, slots, frames: [{keyframe, count, size, data}]}; after each
+# frame: the unpacked tiles (hex), framebuffer (hex) and checksum, or the error.
+APPLY_PACKED = """
+  const dec = new m.FrameDecoder(arg.width, arg.height, {dictionarySlots: arg.slots});
+  const inflater = new m.InflateStream();
+  const out = [];
+  for (const f of arg.frames) {
+    try {
+      const raw = await inflater.inflate(fromHex(f.data), f.size, {keyframe: f.keyframe});
+      const tiles = m.unpackTiles(raw, f.count, dec.tileCount);
+      await dec.apply(tiles, {keyframe: f.keyframe});
+      out.push([tiles.map(([i, e, d]) => [i, e, toHex(d)]), toHex(dec.framebuffer), dec.checksum()]);
+    } catch (e) {
+      out.push([e.name, e.message]);
+    }
+  }
+  return out;
+"""
+
+
+def recorded_stream(seed: int, frames: int, keyframes: set[int]) -> tuple[list[Any], list[Any]]:
+    """PackedFrame payloads of a Python encoder and what the client must end up with."""
+    from simulacra.codecs.display import (
+        DeflateStream,
+        FrameEncoder,
+        framebuffer_checksum,
+        pack_tiles,
+        unpack_tiles,
+    )
+
+    rng = np.random.default_rng(seed)
+    width, height = 64, 48
+    encoder, stream = FrameEncoder(width, height, dictionary_slots=6), DeflateStream()
+    palette = rng.integers(0, 256, size=(4, 3), dtype=np.uint8)
+    fb = np.zeros((height, width, 3), dtype=np.uint8)
+    sent, expected = [], []
+    for n in range(frames):
+        for _ in range(int(rng.integers(0, 6))):
+            r, c = rng.integers(0, height // 16), rng.integers(0, width // 16)
+            block = fb[r * 16 : r * 16 + 16, c * 16 : c * 16 + 16]
+            choice = rng.integers(0, 3)
+            if choice == 0:
+                block[:] = palette[rng.integers(0, 4)]
+            elif choice == 1:
+                block[:] = palette[(np.arange(256).reshape(16, 16) // 37 + n) % 4]
+            else:
+                block[:] = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+        keyframe = n == 0 or n in keyframes
+        tiles = encoder.encode(fb, keyframe=keyframe)
+        raw = pack_tiles(tiles)
+        data = stream.compress(raw, keyframe=keyframe)
+        sent.append(
+            {"keyframe": keyframe, "count": len(tiles), "size": len(raw), "data": data.hex()}
+        )
+        unpacked = [[i, e, d.hex()] for i, e, d in unpack_tiles(raw, len(tiles), 12)]
+        expected.append([unpacked, fb.tobytes().hex(), framebuffer_checksum(fb)])
+    return sent, expected
+
+
+def test_packed_stream_matches_python_byte_for_byte(js: Any) -> None:
+    sent, expected = recorded_stream(11, 14, keyframes={6, 7})
+    arg = {"width": 64, "height": 48, "slots": 6, "frames": sent}
+    assert js("tiles.js", APPLY_PACKED, arg) == expected
+    assert any(f["size"] == 0 for f in sent)  # frames without tiles leave the stream alone
+
+
+def test_packed_stream_errors_and_recovery_at_a_keyframe(js: Any) -> None:
+    sent, expected = recorded_stream(5, 6, keyframes={4})
+    third = dict(sent[2])
+    # more output than declared, then a stream lost until the keyframe at frame 4
+    frames = [sent[0], sent[1], {**third, "size": third["size"] - 1}, sent[3], sent[4], sent[5]]
+    got = js("tiles.js", APPLY_PACKED, {"width": 64, "height": 48, "slots": 6, "frames": frames})
+    assert got[:2] == expected[:2]
+    assert got[2][0] == "PayloadTooBig"
+    assert got[3] == ["CodecError", "packed data before the first keyframe"]
+    assert got[4:] == expected[4:]
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        ({"keyframe": True, "count": 1, "size": 9, "data": "78da"}, ["CodecError", "packed chunk inflates to 0 bytes, declared 9"]),
+        ({"keyframe": True, "count": 1, "size": 4, "data": "78daffffffff"}, ["CodecError", "packed stream: "]),
+        ({"keyframe": True, "count": 1, "size": 2**20 + 1, "data": ""}, ["PayloadTooBig", "packed tiles of 1048577 bytes, limit 1048576"]),
+        ({"keyframe": False, "count": 1, "size": 3, "data": "00"}, ["CodecError", "packed data before the first keyframe"]),
+        ({"keyframe": True, "count": 0, "size": 0, "data": "00"}, ["CodecError", "a frame without tiles carries no stream data"]),
+    ],
+)  # fmt: skip
+def test_packed_stream_rejects(js: Any, frame: dict[str, Any], error: list[str]) -> None:
+    got = js("tiles.js", APPLY_PACKED, {"width": 16, "height": 16, "slots": 4, "frames": [frame]})
+    # The browser words zlib's own complaints; ours are exact.
+    assert len(got) == 1 and got[0][0] == error[0] and got[0][1].startswith(error[1])
+
+
+@pytest.mark.parametrize(
+    ("raw", "count", "error"),
+    [
+        ("00", 1, ["CodecError", "packed tiles end inside a tile"]),
+        ("0000010203" "00", 1, ["CodecError", "1 bytes after the last packed tile"]),
+        ("000700", 1, ["CodecError", "unknown tile encoding 7"]),
+        ("0c00010203", 1, ["CodecError", "tile index 12 outside 0..11"]),
+        ("ffffffff0f", 1, ["CodecError", "packed number past 12"]),
+        ("80", 1, ["CodecError", "packed tiles end inside a number"]),
+        ("000401", 1, ["CodecError", "REF slot -1 outside 0..65535"]),
+        ("00048080" "08", 1, ["CodecError", "REF slot 65536 outside 0..65535"]),
+        ("00038110", 1, ["CodecError", "packed number past 2048"]),
+        ("", 13, ["PayloadTooBig", "frame lists 13 tiles; the framebuffer has 12"]),
+    ],
+)  # fmt: skip
+def test_unpack_rejects_like_python(js: Any, raw: str, count: int, error: list[str]) -> None:
+    from simulacra.codecs.display import unpack_tiles
+
+    body = """
+      try { m.unpackTiles(fromHex(arg.raw), arg.count, 12); return null; }
+      catch (e) { return [e.name, e.message]; }
+    """
+    assert js("tiles.js", body, {"raw": raw, "count": count}) == error
+    with pytest.raises(Exception, match=error[1].split(" outside")[0]):
+        unpack_tiles(bytes.fromhex(raw), count, 12)
+
+
+def test_inflate_stream_reads_big_chunks_whole(js: Any) -> None:
+    from simulacra.codecs.display import DeflateStream
+
+    rng = random.Random(3)
+    stream = DeflateStream()
+    # incompressible and compressible chunks, up to the 1 MiB limit: many reads each
+    raws = [rng.randbytes(300_000), b"\x07" * (1 << 20), rng.randbytes(70_000) * 3]
+    chunks = [stream.compress(r, keyframe=i == 0).hex() for i, r in enumerate(raws)]
+    body = """
+      const s = new m.InflateStream();
+      const out = [];
+      for (const [i, c] of arg.chunks.entries()) {
+        const raw = await s.inflate(fromHex(c), arg.sizes[i], {keyframe: i === 0});
+        out.push([raw.length, m.crc32(raw)]);
+      }
+      return out;
+    """
+    got = js("tiles.js", body, {"chunks": chunks, "sizes": [len(r) for r in raws]})
+    assert got == [[len(r), zlib.crc32(r)] for r in raws]

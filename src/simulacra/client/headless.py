@@ -7,6 +7,7 @@
       carrier.send ◄──────────────────────── start():  Hello
       carrier.recv ─► bytes, t ────────────► receive(): Welcome ─► FrameDecoder
                                               Frame ─► apply tiles ─► crc32 == checksum?
+                                              PackedFrame ─► inflate (stream) ─► unpack ─┘
                                                  yes: Ack(seq)      no: count, Resync once
                                               frame.input_seq >= pending seq:
                                                  latency = t - t_sent; next Input(seq+1)
@@ -23,6 +24,10 @@ Around the stream, the files API (``/api``) when the server has one::
                                           Hello(app="viewer", session=entry id)
                       ◄── pushed {"op":"inbox","entry"} ─► Inbox: by id, received_ms - t0
     Recorder (--record FILE) ◄── every message of /api, /signal, data channel, RTP payloads
+
+Packed mode (``mode="packed"``, the default): frames arrive as PackedFrames,
+their tiles inflated from one deflate stream per connection (reset by every
+keyframe); a chunk that does not inflate is cured like a bad checksum.
 
 Video mode (``mode="video"``): pictures arrive on a VP8 track (counted, not
 verified: VP8 is lossy); Frames only answer Inputs, so latency is measured as
@@ -50,7 +55,7 @@ from simulacra.client.transports import (
     VideoStats,
     open_transport,
 )
-from simulacra.codecs.display import FrameDecoder
+from simulacra.codecs.display import FrameDecoder, InflateStream, Tile, unpack_tiles
 from simulacra.errors import (
     CodecError,
     ConfigError,
@@ -64,7 +69,17 @@ from simulacra.errors import (
     Unauthorized,
     UnsupportedVersion,
 )
-from simulacra.protocol.messages import Ack, Bye, Error, Frame, Hello, Input, Resync, Welcome
+from simulacra.protocol.messages import (
+    Ack,
+    Bye,
+    Error,
+    Frame,
+    Hello,
+    Input,
+    PackedFrame,
+    Resync,
+    Welcome,
+)
 from simulacra.protocol.session import ClientConnection
 
 __all__ = [
@@ -86,7 +101,7 @@ __all__ = [
 AGENT = "simulacra-headless/0.1"
 MOVE_KEYS = ("ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown")
 PAGE_KEYS = ("ArrowDown", "ArrowUp", "PageDown", "PageUp", "Home", "End")
-MODES = ("tiles", "video")
+MODES = ("packed", "tiles", "video")
 VIEWER_APP = "viewer"  # docs/protocol.md "Files API": Hello(app="viewer", session=entry id)
 # What the report shows of an opened entry: never its code, locator or hash.
 OPEN_FIELDS = ("name", "size", "type", "rights")
@@ -139,7 +154,7 @@ class ClientOptions:
     seconds: float | None = None
     app: str = ""
     session: str = ""
-    mode: str = "tiles"
+    mode: str = "packed"
     seed: int = 0
     timeout: float = 15.0  # connect, Welcome, and each frame awaited
     agent: str = AGENT
@@ -181,6 +196,7 @@ class Player:
         self._rng = random.Random(options.seed)
         self.welcome: Welcome | None = None
         self.decoder: FrameDecoder | None = None
+        self.inflater = InflateStream()  # packed mode's stream
         self.frames = 0
         self.verified = 0
         self.mismatches = 0
@@ -188,6 +204,7 @@ class Player:
         self.moves = 0
         self.bytes = 0
         self.frame_bytes = 0
+        self.packed_frames = 0  # of ``frames``, those that came as PackedFrames
         self.checksum = 0
         self.started_at: float | None = None  # time Welcome arrived
         self.last_at: float | None = None
@@ -274,8 +291,9 @@ class Player:
         for message in self.conn.receive_data(data):
             if isinstance(message, Welcome):
                 self._on_welcome(message, now)
-            elif isinstance(message, Frame):
+            elif isinstance(message, Frame | PackedFrame):
                 self.frame_bytes += len(data)
+                self.packed_frames += isinstance(message, PackedFrame)
                 out.extend(self._on_frame(message, len(data), now))
             elif isinstance(message, Error):
                 raise error_for(message.code, message.message)
@@ -299,10 +317,21 @@ class Player:
             welcome.width, welcome.height, dictionary_slots=welcome.dictionary_slots
         )
 
-    def _on_frame(self, frame: Frame, size: int, now: float) -> list[bytes]:
+    def _tiles(self, frame: Frame | PackedFrame) -> list[Tile]:
+        """The frame's tiles; a PackedFrame's come out of the stream (CodecError if bad)."""
+        if isinstance(frame, Frame):
+            return list(frame.tiles)
+        assert self.decoder is not None
+        try:
+            raw = self.inflater.inflate(frame.data, frame.size, keyframe=frame.keyframe)
+            return unpack_tiles(raw, frame.count, self.decoder.grid.count)
+        except PayloadTooBig as exc:  # a size limit passed: as broken as a bad byte
+            raise CodecError(str(exc)) from None
+
+    def _on_frame(self, frame: Frame | PackedFrame, size: int, now: float) -> list[bytes]:
         assert self.decoder is not None  # the session state machine puts Welcome first
         self.frames += 1
-        if self.video:
+        if self.video and isinstance(frame, Frame):
             return self._on_video_answer(frame, now)
         if frame.keyframe:
             self.keyframes += 1
@@ -314,7 +343,7 @@ class Player:
         out: list[bytes] = []
         ok = False
         try:
-            self.decoder.apply(list(frame.tiles), keyframe=frame.keyframe)
+            self.decoder.apply(self._tiles(frame), keyframe=frame.keyframe)
             self.checksum = self.decoder.checksum()
             ok = self.checksum == frame.checksum
         except CodecError:
@@ -333,7 +362,8 @@ class Player:
             self.latency.add((now - self._pending[1]) * 1000.0)
             self.moves += 1
             self._pending = None
-            self._unchanged_answers = 0 if frame.tiles else self._unchanged_answers + 1
+            changed = frame.tiles if isinstance(frame, Frame) else frame.count
+            self._unchanged_answers = 0 if changed else self._unchanged_answers + 1
         return out
 
     def _on_video_answer(self, frame: Frame, now: float) -> list[bytes]:

@@ -20,6 +20,7 @@ from simulacra.protocol.messages import (
     Input,
     Message,
     MessageType,
+    PackedFrame,
     Resync,
     Welcome,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Welcome",
     "Input",
     "Frame",
+    "PackedFrame",
     "Ack",
     "Error",
     "Bye",

@@ -31,6 +31,7 @@ __all__ = [
     "Welcome",
     "Input",
     "Frame",
+    "PackedFrame",
     "Ack",
     "Error",
     "Bye",
@@ -46,6 +47,8 @@ __all__ = [
     "MAX_TILE_BYTES",
     "MAX_APPS",
     "MAX_DICTIONARY_SLOTS",
+    "MAX_PACKED_BYTES",
+    "MODES",
 ]
 
 TILE_SIZE = 16
@@ -57,6 +60,8 @@ MAX_TILES = 65536
 MAX_TILE_BYTES = 4096
 MAX_APPS = 256
 MAX_DICTIONARY_SLOTS = 65536  # REF carries a 2-byte slot number
+MAX_PACKED_BYTES = 1 << 20  # a PackedFrame's tile list, uncompressed (PackedFrame.size)
+MODES = ("tiles", "video", "packed")
 _INT32 = 2**31
 _UINT32 = 2**32
 
@@ -70,6 +75,7 @@ class MessageType(IntEnum):
     ERROR = 6
     BYE = 7
     RESYNC = 8
+    PACKED_FRAME = 9
 
 
 class ErrorCode(IntEnum):
@@ -217,7 +223,7 @@ class Hello(_Message):
     client: str = _spec(_NAME)  # agent, e.g. "simulacra-headless/0.1"
     app: str = _spec(_NAME, "")  # "" = server default
     session: str = _spec(_NAME, "")  # "" = the user's own session of that app
-    mode: str = _spec(_str(MAX_NAME_CHARS, ("tiles", "video")), "tiles")
+    mode: str = _spec(_str(MAX_NAME_CHARS, MODES), "tiles")
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +278,42 @@ class Frame(_Message):
                 )
 
 
+def _data(where: str, value: Any) -> bytes:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise ProtocolError(f"{where} must be bytes, got {_kind(value)}")
+    return bytes(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PackedFrame(_Message):
+    """Server -> client in "packed" mode: a Frame whose tiles ride a deflate stream.
+
+    ``data`` is this frame's chunk of the connection's zlib stream; it inflates
+    to ``size`` bytes, the packed list of ``count`` tiles (docs/protocol.md).
+    """
+
+    TYPE: ClassVar[MessageType] = MessageType.PACKED_FRAME
+    seq: int = _spec(_SEQ)
+    input_seq: int = _spec(_int(0, MAX_SEQ))
+    keyframe: bool = _spec(_bool)
+    width: int = _spec(_DIMENSION)
+    height: int = _spec(_DIMENSION)
+    count: int = _spec(_int(0, MAX_TILES))  # tiles in the packed list
+    size: int = _spec(_int(0, MAX_PACKED_BYTES))  # bytes ``data`` inflates to
+    data: bytes = _spec(_data)
+    checksum: int = _spec(_int(0, _UINT32 - 1))
+
+    def _check_fields(self) -> None:
+        tiles = (self.width // TILE_SIZE) * (self.height // TILE_SIZE)
+        if self.count > tiles:
+            raise ProtocolError(
+                f"PackedFrame.count must be at most {tiles} for a "
+                f"{self.width}x{self.height} frame, got {self.count}"
+            )
+        if (self.count == 0) != (self.size == 0):
+            raise ProtocolError("PackedFrame.size must be 0 exactly when count is 0")
+
+
 @dataclass(frozen=True, slots=True)
 class Ack(_Message):
     """Client -> server, the Frame seq reconstructed and verified."""
@@ -305,8 +347,8 @@ class Resync(_Message):
     reason: str = _spec(_TEXT, "")
 
 
-Message: TypeAlias = Hello | Welcome | Input | Frame | Ack | Error | Bye | Resync
+Message: TypeAlias = Hello | Welcome | Input | Frame | Ack | Error | Bye | Resync | PackedFrame
 
 MESSAGE_CLASSES: dict[MessageType, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, Welcome, Input, Frame, Ack, Error, Bye, Resync)
+    cls.TYPE: cls for cls in (Hello, Welcome, Input, Frame, Ack, Error, Bye, Resync, PackedFrame)
 }

@@ -45,6 +45,7 @@ from simulacra.protocol.messages import (
     Hello,
     Input,
     Message,
+    PackedFrame,
     Resync,
     Welcome,
 )
@@ -98,6 +99,7 @@ TRANSITIONS: dict[Role, dict[State, dict[tuple[Direction, type[Message]], State]
             (SEND, Ack): STREAMING,
             (SEND, Resync): STREAMING,
             (RECV, Frame): STREAMING,
+            (RECV, PackedFrame): STREAMING,
             **_CLOSE,
         },
         CLOSED: {},
@@ -110,6 +112,7 @@ TRANSITIONS: dict[Role, dict[State, dict[tuple[Direction, type[Message]], State]
             (RECV, Ack): STREAMING,
             (RECV, Resync): STREAMING,
             (SEND, Frame): STREAMING,
+            (SEND, PackedFrame): STREAMING,
             **_CLOSE,
         },
         CLOSED: {},
@@ -209,14 +212,15 @@ class Connection:
                     f"Input.seq must increase: {verb} {msg.seq} after {self.last_input_seq}"
                 )
             self.last_input_seq = msg.seq
-        elif isinstance(msg, Frame):
+        elif isinstance(msg, Frame | PackedFrame):
+            name = type(msg).__name__
             if msg.seq <= self.last_frame_seq:
                 raise ProtocolError(
-                    f"Frame.seq must increase: {verb} {msg.seq} after {self.last_frame_seq}"
+                    f"{name}.seq must increase: {verb} {msg.seq} after {self.last_frame_seq}"
                 )
             if msg.input_seq > self.last_input_seq:
                 raise ProtocolError(
-                    f"Frame.input_seq {msg.input_seq} names an Input never sent "
+                    f"{name}.input_seq {msg.input_seq} names an Input never sent "
                     f"(highest is {self.last_input_seq})"
                 )
             self.last_frame_seq = msg.seq

@@ -26,7 +26,6 @@ import msgpack
 from simulacra.errors import PayloadTooBig, ProtocolError, UnsupportedVersion
 from simulacra.protocol.messages import (
     MAX_TEXT_CHARS,
-    MAX_TILE_BYTES,
     MAX_TILES,
     MESSAGE_CLASSES,
     Message,
@@ -51,10 +50,11 @@ _CLASSES = tuple(MESSAGE_CLASSES.values())
 
 # No valid message needs more than these, so a small hostile message cannot make
 # the unpacker allocate big: the longest str is MAX_TEXT_CHARS characters of up to
-# 4 UTF-8 bytes, the longest array is Frame.tiles, and maps and ext never appear.
+# 4 UTF-8 bytes, the longest array is Frame.tiles, the longest bin PackedFrame.data
+# (bounded by the message itself), and maps and ext never appear.
 _UNPACK_LIMITS = {
     "max_str_len": 4 * MAX_TEXT_CHARS,
-    "max_bin_len": MAX_TILE_BYTES,
+    "max_bin_len": MAX_MESSAGE_BYTES,
     "max_array_len": MAX_TILES,
     "max_map_len": 0,
     "max_ext_len": 0,

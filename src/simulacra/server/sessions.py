@@ -62,6 +62,7 @@ import numpy as np
 from simulacra.apps import get_app
 from simulacra.apps.base import App, InputEvent, SegmentRunner, reference_runner
 from simulacra.codecs.display import (
+    DEFLATE_STREAM_BYTES,
     DeflateStream,
     FrameEncoder,
     TileEncodeCache,
@@ -96,9 +97,9 @@ _SMALL_MESSAGES = 64 * 1024  # Welcome, refusals: written only while the transpo
 
 
 def encoder_memory_bound(width: int, height: int, *, dictionary_slots: int) -> int:
-    """Bytes a viewer's ``FrameEncoder`` may hold: its framebuffer, tile indexes, slots."""
+    """Bytes a viewer's encoder may hold: framebuffer, tile indexes, slots, deflate stream."""
     tiles = (width // 16) * (height // 16)
-    return width * height * 3 + tiles * 8 + dictionary_slots * 256 + 4096
+    return width * height * 3 + tiles * 8 + dictionary_slots * 256 + 4096 + DEFLATE_STREAM_BYTES
 
 
 def viewer_memory_bound(
@@ -223,7 +224,9 @@ class Viewer:
     sink: FrameSink
     user: str
     role: str
-    mode: str = "tiles"  # "packed": PackedFrames; "video": picture by video track, Frames answer inputs
+    # "tiles": Frames; "packed": PackedFrames; "video": the picture goes by video
+    # track and Frames only answer inputs
+    mode: str = "tiles"
     next_seq: int = 1
     acked: int = 0
     applied_input: int = 0  # highest Input seq of this viewer applied to the state
@@ -246,8 +249,11 @@ class Viewer:
     @property
     def nbytes(self) -> int:
         """Memory held for this viewer: its (shared) encoder and what its transport buffers."""
-        encoder = self.encoder
-        return (encoder.nbytes if encoder is not None else 0) + self.sink.buffered()
+        group = self.group
+        if group is None:
+            return self.sink.buffered()
+        stream = group.stream.nbytes if group.stream is not None else 0
+        return group.encoder.nbytes + stream + self.sink.buffered()
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@
 //        │ answered                                             unreachable ─► backoff
 //        ▼
 //   carriers.js: WebRTC data channel "sim" (or the WebSocket) ─► Hello(app, session) ... Welcome
-//   Frame ─► FrameDecoder.apply ─► crc32 == checksum ? Ack(seq) : Resync
+//   Frame | PackedFrame (inflate, unpack) ─► FrameDecoder.apply ─► crc32 == checksum ? Ack : Resync
 //                 └─► canvas (ImageData, dirty tiles; CSS-scaled, crisp)
 //   keys / swipes / pointer (≤ 60/s) / material picker ─► Input(seq)
 //   lost ─► "reconnecting in 1 s…" ─► 2 s ─► 4 s ... 15 s (backoff.js); refused ─► closed
@@ -17,7 +17,7 @@ import { connectWebRTC, connectWS } from "./carriers.js";
 import { FilesPanel } from "./files.js";
 import { ClientConnection, ErrorCode, MessageType, ProtocolError, State } from "./protocol.js";
 import { segmentSummary, segmentText } from "./segments.js";
-import { CodecError, FrameDecoder } from "./tiles.js";
+import { CodecError, FrameDecoder, InflateStream, unpackTiles } from "./tiles.js";
 
 const CLIENT_AGENT = "simulacra-web/0.2";
 const RESYNC_RETRY_MS = 2000;
@@ -104,10 +104,13 @@ window.simulacra = view;
 let token = "";
 let wantedApp = params.get("app") ?? "";
 let wantedSession = params.get("session") ?? "";
+// Packed frames (one deflate stream per connection) unless ?mode=tiles asks for plain ones.
+const wantedMode = params.get("mode") === "tiles" ? "tiles" : "packed";
 let generation = 0; // bumps on every (re)connect; callbacks of older ones do nothing
 let carrier = null;
 let conn = null;
 let decoder = null;
+let inflater = null;
 let imageData = null;
 let inputSeq = 0;
 let inputRefused = ""; // the server's reason, once it refused this session's Input
@@ -414,6 +417,8 @@ function fail(err) {
 
 function setupFramebuffer(width, height, dictionarySlots) {
   decoder = new FrameDecoder(width, height, { dictionarySlots });
+  inflater?.close();
+  inflater = new InflateStream();
   view.width = width;
   view.height = height;
   canvas.width = width;
@@ -447,9 +452,16 @@ async function onFrame(msg) {
     return;
   }
   const dec = decoder;
+  const inf = inflater;
   let written;
   try {
-    written = await dec.apply(msg.tiles, { keyframe: msg.keyframe });
+    let tiles = msg.tiles;
+    if (msg.type === MessageType.PackedFrame) {
+      const raw = await inf.inflate(msg.data, msg.size, { keyframe: msg.keyframe });
+      if (dec !== decoder) return;
+      tiles = unpackTiles(raw, msg.count, dec.tileCount);
+    }
+    written = await dec.apply(tiles, { keyframe: msg.keyframe });
   } catch (err) {
     if (dec !== decoder) return;
     if (!(err instanceof CodecError)) throw err;
@@ -521,6 +533,7 @@ async function onBytes(bytes) {
       onWelcome(msg);
       break;
     case MessageType.Frame:
+    case MessageType.PackedFrame:
       await onFrame(msg);
       break;
     case MessageType.Bye:
@@ -549,6 +562,7 @@ function startSession(c, gen) {
   pendingInputs.clear();
   awaitingKeyframe = false;
   view.transport = c.kind;
+  view.mode = wantedMode;
   view.state = "hello";
   // A first start may compile the app's emulators before Welcome: say what we wait for.
   showStatus(`starting ${wantedApp || "app"}…`, "connecting");
@@ -567,7 +581,7 @@ function startSession(c, gen) {
     client: CLIENT_AGENT,
     app: wantedApp,
     session: wantedSession,
-    mode: "tiles",
+    mode: wantedMode,
   });
   refreshStats();
 }

@@ -2,6 +2,7 @@
 //
 //   {type, ...fields} ──encodeMessage()──► msgpack [1, type, f1, f2, ...] ──► channel
 //   channel ──► bytes ──decodeMessage()──► {type, ...fields}  (validated, or ProtocolError)
+//   PackedFrame (mode "packed"): its data is a chunk of the deflate stream (tiles.js)
 //
 //   client: IDLE ─send Hello─► HELLO_SENT ─recv Welcome─► STREAMING ─Bye/Error─► CLOSED
 //           (an Error 403 while STREAMING refuses one request and keeps STREAMING)
@@ -23,6 +24,7 @@ export const MessageType = Object.freeze({
   Error: 6,
   Bye: 7,
   Resync: 8,
+  PackedFrame: 9,
 });
 
 export const ErrorCode = Object.freeze({
@@ -87,6 +89,17 @@ const SCHEMA = {
     ["width", isUint],
     ["height", isUint],
     ["tiles", isTiles],
+    ["checksum", isUint],
+  ],
+  [MessageType.PackedFrame]: [
+    ["seq", isUint],
+    ["inputSeq", isUint],
+    ["keyframe", isBool],
+    ["width", isUint],
+    ["height", isUint],
+    ["count", isUint],
+    ["size", isUint],
+    ["data", isBytes],
     ["checksum", isUint],
   ],
   [MessageType.Ack]: [["seq", isUint]],
@@ -183,6 +196,7 @@ const CLIENT_RECEIVES = {
   },
   [State.STREAMING]: {
     [MessageType.Frame]: State.STREAMING,
+    [MessageType.PackedFrame]: State.STREAMING,
     [MessageType.Bye]: State.CLOSED,
     [MessageType.Error]: State.CLOSED,
   },

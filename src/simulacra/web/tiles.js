@@ -266,3 +266,141 @@ export class FrameDecoder {
     }
   }
 }
+
+// ---------------------------------------------------------------- packed mode
+//
+//   PackedFrame.data ──► InflateStream (one DecompressionStream("deflate") per
+//   stream; a keyframe starts a new one) ──► exactly `size` bytes ──► unpackTiles
+//   ──► [[index, encoding, data]] ──► FrameDecoder.apply, as for a Frame
+//
+//   per tile: gap (varint) | encoding (1 byte) | payload
+//             SOLID 3 bytes, RAW 768, ZLIB / PALETTE_RLE: length (varint) + data,
+//             REF: zigzag varint of slot - (previous REF slot + 1)
+
+export const MAX_PACKED_BYTES = 1 << 20;
+const MAX_SLOT = 1 << 16;
+const FIXED = { [TileEncoding.SOLID]: 3, [TileEncoding.RAW]: TILE_BYTES };
+
+/** The `count` tiles of a packed list (every byte used), as a Frame would carry them. */
+export function unpackTiles(raw, count, tileCount) {
+  if (count > tileCount) throw new PayloadTooBig(`frame lists ${count} tiles; the framebuffer has ${tileCount}`);
+  let at = 0;
+  const varint = (limit) => {
+    let value = 0;
+    let scale = 1;
+    for (;;) {
+      if (at >= raw.length) throw new CodecError("packed tiles end inside a number");
+      const byte = raw[at++];
+      value += (byte & 0x7f) * scale;
+      if (value > limit) throw new CodecError(`packed number past ${limit}`);
+      if (byte < 0x80) return value;
+      scale *= 128;
+    }
+  };
+  const take = (n) => {
+    if (at + n > raw.length) throw new CodecError("packed tiles end inside a tile");
+    const out = raw.subarray(at, at + n);
+    at += n;
+    return out;
+  };
+  const tiles = [];
+  let previous = -1;
+  let previousSlot = -1;
+  for (let i = 0; i < count; i++) {
+    const index = previous + 1 + varint(tileCount);
+    if (index >= tileCount) throw new CodecError(`tile index ${index} outside 0..${tileCount - 1}`);
+    previous = index;
+    const enc = take(1)[0];
+    let data;
+    if (enc === TileEncoding.REF) {
+      const zigzag = varint(2 * MAX_SLOT);
+      const slot = previousSlot + 1 + (zigzag % 2 === 0 ? zigzag / 2 : -(zigzag + 1) / 2);
+      if (slot < 0 || slot >= MAX_SLOT) throw new CodecError(`REF slot ${slot} outside 0..${MAX_SLOT - 1}`);
+      previousSlot = slot;
+      data = new Uint8Array([slot >> 8, slot & 0xff]);
+    } else if (enc in FIXED) {
+      data = take(FIXED[enc]);
+    } else if (enc === TileEncoding.ZLIB || enc === TileEncoding.PALETTE_RLE) {
+      data = take(varint(MAX_TILE_DATA));
+    } else {
+      throw new CodecError(`unknown tile encoding ${enc}`);
+    }
+    tiles.push([index, enc, data]);
+  }
+  if (at !== raw.length) throw new CodecError(`${raw.length - at} bytes after the last packed tile`);
+  return tiles;
+}
+
+const WRITTEN = Symbol("written");
+
+/**
+ * The client end of a connection's deflate stream: each chunk (a sync flush)
+ * inflates to exactly the `size` its PackedFrame declares. After any error the
+ * stream is lost until the next keyframe.
+ */
+export class InflateStream {
+  constructor() {
+    this.writer = null;
+    this.reader = null;
+    this.pendingRead = null;
+  }
+
+  close() {
+    if (this.writer) this.writer.abort().catch(() => {});
+    if (this.reader) this.reader.cancel().catch(() => {});
+    this.writer = this.reader = this.pendingRead = null;
+  }
+
+  async inflate(data, size, { keyframe }) {
+    if (!Number.isInteger(size) || size < 0 || size > MAX_PACKED_BYTES) {
+      throw new PayloadTooBig(`packed tiles of ${size} bytes, limit ${MAX_PACKED_BYTES}`);
+    }
+    if (keyframe) {
+      this.close();
+      const stream = new DecompressionStream("deflate");
+      this.writer = stream.writable.getWriter();
+      this.reader = stream.readable.getReader();
+    }
+    if (size === 0) {
+      if (data.length) throw new CodecError("a frame without tiles carries no stream data");
+      return new Uint8Array(0);
+    }
+    if (!this.writer) throw new CodecError("packed data before the first keyframe");
+    try {
+      return await this.read(data, size);
+    } catch (err) {
+      this.close();
+      if (err instanceof CodecError) throw err;
+      throw new CodecError(`packed stream: ${err.message}`);
+    }
+  }
+
+  async read(data, size) {
+    // The chunk's output is queued once the write settles; a read still empty
+    // then means the chunk was short (no hang waiting for bytes never coming).
+    const written = this.writer.write(data).then(() => WRITTEN);
+    written.catch(() => {});
+    const out = new Uint8Array(size);
+    let n = 0;
+    let done = false;
+    while (n < size) {
+      this.pendingRead ??= this.reader.read();
+      const got = await Promise.race([this.pendingRead, done ? WRITTEN : written]);
+      if (got === WRITTEN) {
+        if (done) throw new CodecError(`packed chunk inflates to ${n} bytes, declared ${size}`);
+        done = true; // one more look: output may be queued right behind the write
+        await Promise.resolve();
+        continue;
+      }
+      this.pendingRead = null;
+      if (got.done) throw new CodecError("packed stream ended");
+      if (n + got.value.length > size) {
+        throw new PayloadTooBig(`packed chunk inflates past its declared ${size} bytes`);
+      }
+      out.set(got.value, n);
+      n += got.value.length;
+    }
+    await written;
+    return out;
+  }
+}

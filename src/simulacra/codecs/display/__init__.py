@@ -8,6 +8,9 @@
                          └─ miss ─► insert ─► cache ─────┘ each unique tile encoded once
     Frame ─► FrameDecoder ─► framebuffer (bit-exact), checksum() == Frame.checksum
 
+Packed mode: ``packed.py`` turns a tile list into bytes of one deflate stream per
+connection (``PackedFrame``).
+
 Wire layout of every encoding: docs/protocol.md, "Frames and tiles".
 """
 
@@ -17,6 +20,14 @@ from .cache import TileEncodeCache
 from .dictionary import DecoderDictionary, EncoderDictionary, SlotLru
 from .encodings import MAX_TILE_DATA, TileEncoding, decode_tile, encode_tile
 from .frames import FrameDecoder, FrameEncoder, Tile
+from .packed import (
+    DEFLATE_STREAM_BYTES,
+    MAX_PACKED_BYTES,
+    DeflateStream,
+    InflateStream,
+    pack_tiles,
+    unpack_tiles,
+)
 from .tiles import TILE, TILE_BYTES, TileGrid, framebuffer_checksum, tile_hash
 
 __all__ = [
@@ -36,4 +47,10 @@ __all__ = [
     "DecoderDictionary",
     "FrameEncoder",
     "FrameDecoder",
+    "MAX_PACKED_BYTES",
+    "pack_tiles",
+    "unpack_tiles",
+    "DeflateStream",
+    "InflateStream",
+    "DEFLATE_STREAM_BYTES",
 ]

@@ -32,6 +32,7 @@ __all__ = [
     "ZLIB_LEVEL",
     "encode_tile",
     "decode_tile",
+    "palette_rle",
 ]
 
 ZLIB_LEVEL = 6
@@ -77,6 +78,12 @@ def _palette_rle(pixels: np.ndarray, keys: np.ndarray) -> bytes | None:
     runs[:, 1] = rank[inverse]
     palette = pixels[starts[first[order]]]
     return bytes((n,)) + palette.tobytes() + runs.tobytes()
+
+
+def palette_rle(pixels: np.ndarray) -> bytes | None:
+    """PALETTE_RLE data of a tile's (256, 3) pixels; None past 255 colours."""
+    pixels = pixels.reshape(_PIXELS, 3)
+    return _palette_rle(pixels, _keys(pixels))
 
 
 def encode_tile(tile: bytes) -> tuple[int, bytes]:
