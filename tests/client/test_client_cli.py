@@ -16,9 +16,8 @@ def parse(*argv: str) -> ClientOptions:
 def test_defaults_play_sixty_moves(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TOKEN", "TRANSPORT", "MOVES", "FRAMES", "SECONDS", "APP", "SESSION"):
         monkeypatch.delenv(f"SIMULACRA_{name}", raising=False)
-    # client/cli.py still defaults --mode to tiles (ClientOptions: packed)
     assert parse("http://127.0.0.1:9") == ClientOptions(
-        "http://127.0.0.1:9", "", moves=60, mode="tiles"
+        "http://127.0.0.1:9", "", moves=60, mode="packed"
     )
 
 
@@ -29,7 +28,7 @@ def test_flags() -> None:
     )  # fmt: skip
     assert options == ClientOptions(
         "http://h:1", "T", transport="ws", moves=None, frames=5, seconds=2.5, app="sand",
-        session="room", seed=3, mode="tiles",
+        session="room", seed=3, mode="packed",
     )  # fmt: skip
 
 
@@ -118,7 +117,7 @@ def test_load_table() -> None:
         "process rss 100.0 MB, cpu 60.0 % (server alone)\n"
         "\n"
         "bytes/frame on the same 30 frames   (x = size / ours)\n"
-        "  tiles (ours)        5000.0  x1.0\n"
+        "  ours (tiles)        5000.0  x1.0\n"
         "  raw_full_frame      806400  x161.28\n"
         "  zlib_full_frame     9000.0  x1.8\n"
         "all frames, all clients: 4500.0 bytes/frame"

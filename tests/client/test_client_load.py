@@ -149,7 +149,7 @@ async def test_run_clients_video_watchers(server: Server) -> None:
     )  # fmt: skip
     result = await run_clients(plan)
     control = result["control"]
-    assert control["mode"] == "tiles" and control["video"] is None  # exact pictures sampled
+    assert control["mode"] == "packed" and control["video"] is None  # exact pictures sampled
     assert control["mismatches"] == 0 and result["baselines"]["frames"] == 4
     (watcher,) = result["watchers"]
     assert watcher["mode"] == "video" and watcher["frames"] == 0  # no Input: no Frame

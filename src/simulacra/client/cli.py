@@ -2,7 +2,7 @@
 
 ::
 
-    simulacra client URL --token T [--transport webrtc|ws] [--mode tiles|video]
+    simulacra client URL --token T [--transport webrtc|ws] [--mode packed|tiles|video]
                      [--moves N] [--frames N] [--seconds S] [--app A] [--session S]
                      [--open CODE] [--record FILE] [--no-inbox] [--json]
         └─► ClientOptions ─► HeadlessClient.run() ─► report: one JSON object, or a summary
@@ -47,7 +47,13 @@ def register(subparsers: Any) -> None:
     add_option(parser, "--seconds", default=None, type=float, help="stop after this long")
     add_option(parser, "--app", default="", help="app to open ('' = server default)")
     add_option(parser, "--session", default="", help="shared session name ('' = your own)")
-    add_option(parser, "--mode", default="tiles", choices=("tiles", "video"), help="display mode")
+    add_option(
+        parser,
+        "--mode",
+        default="packed",
+        choices=("packed", "tiles", "video"),
+        help="display mode: packed (deflated tile stream), tiles (plain tiles) or video (VP8)",
+    )
     add_option(parser, "--seed", default=0, type=int, help="seed of the move pattern")
     add_option(parser, "--timeout", default=15.0, type=float, help="seconds to wait for the server")
     add_option(parser, "--open", default="", help="redeem this regeneration code and view its file")
@@ -74,7 +80,13 @@ def _register_bench(subparsers: Any) -> None:
     add_option(parser, "--app", default="2048", help="app to stream")
     add_option(parser, "--clients", default=4, type=int, help="watchers (1..64)")
     add_option(parser, "--seconds", default=5.0, type=float, help="length of the run")
-    add_option(parser, "--mode", default="tiles", choices=("tiles", "video"), help="display mode")
+    add_option(
+        parser,
+        "--mode",
+        default="packed",
+        choices=("packed", "tiles", "video"),
+        help="display mode: packed (deflated tile stream), tiles (plain tiles) or video (VP8)",
+    )
     add_option(parser, "--url", default=None, help="a running server (default: start one here)")
     add_option(parser, "--token", default="", help="token for --url")
     add_option(parser, "--transport", default="webrtc", choices=("webrtc", "ws"), help="carrier")
@@ -215,7 +227,7 @@ def format_load(report: dict[str, Any]) -> str:
         "",
         f"bytes/frame on the same {base.get('frames', 0)} frames   (x = size / ours)",
     ]
-    rows = [("tiles (ours)", base.get("tiles"), 1.0)]
+    rows = [(f"ours ({report.get('mode', 'tiles')})", base.get("tiles"), 1.0)]
     for name in ("raw_full_frame", "zlib_full_frame", "vp8"):
         if base.get(name) is not None:
             rows.append((name, base[name], base.get(f"{name.split('_')[0]}_over_tiles")))

@@ -82,7 +82,7 @@ class LoadOptions:
     app: str = "2048"
     clients: int = 4
     seconds: float = 5.0
-    mode: str = "tiles"
+    mode: str = "packed"
     url: str | None = None  # None: start a server in this process
     token: str = ""  # needed with url; every client uses it
     transport: str = "webrtc"
@@ -268,7 +268,7 @@ class ClientsPlan:
     app: str = "2048"
     session: str = "bench"
     transport: str = "webrtc"
-    mode: str = "tiles"
+    mode: str = "packed"
     seconds: float = 5.0
     sample_frames: int = 30
     vp8: bool = True
@@ -332,9 +332,10 @@ async def run_clients(plan: ClientsPlan) -> dict[str, Any]:
         HeadlessClient(client_options(token, 0, plan.first_seed + i, plan.mode))
         for i, token in enumerate(plan.watcher_tokens)
     ]
-    # The controller samples exact pictures for the baselines: tiles in both modes.
+    # The controller samples exact pictures for the baselines, so it never takes video.
+    control_mode = "packed" if plan.mode == "video" else plan.mode
     controller = (
-        HeadlessClient(client_options(plan.control_token, None, 0, "tiles"), on_frame=sample)
+        HeadlessClient(client_options(plan.control_token, None, 0, control_mode), on_frame=sample)
         if plan.control_token
         else None
     )
