@@ -90,7 +90,7 @@ def _register_bench(subparsers: Any) -> None:
     add_option(parser, "--url", default=None, help="a running server (default: start one here)")
     add_option(parser, "--token", default="", help="token for --url")
     add_option(parser, "--transport", default="webrtc", choices=("webrtc", "ws"), help="carrier")
-    add_option(parser, "--sample-frames", default=30, type=int, help="frames for the baselines")
+    add_option(parser, "--sample-frames", default=120, type=int, help="frames for the baselines")
     add_option(
         parser,
         "--processes",

@@ -87,7 +87,7 @@ class LoadOptions:
     token: str = ""  # needed with url; every client uses it
     transport: str = "webrtc"
     session: str = "bench"
-    sample_frames: int = 30
+    sample_frames: int = 120
     vp8: bool = True
     timeout: float = 30.0
     processes: int | None = None  # watcher processes; None: by CPU count
@@ -270,7 +270,7 @@ class ClientsPlan:
     transport: str = "webrtc"
     mode: str = "packed"
     seconds: float = 5.0
-    sample_frames: int = 30
+    sample_frames: int = 120
     vp8: bool = True
     timeout: float = 30.0
     first_seed: int = 1
