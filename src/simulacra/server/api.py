@@ -138,23 +138,11 @@ class FilesApi:
         if found is not None and not found.closed.is_set():
             self.files.entry(user, entry_id)  # still theirs, code not revoked
             return found
-        app = viewer_for_entry(self.files, user, entry_id, runner)
-        # Keep the manager's bound on sessions (it evicts idle ones, or refuses).
-        sessions._evict()
-        session = AppSession(
+        return sessions.get_or_create(
             key,
             f"{user}/viewer/{entry_id}",
-            app,
-            executor=sessions.executor,
-            cache=sessions.cache,
-            frame_window=sessions.frame_window,
-            max_pending=sessions.max_pending,
-            dictionary_slots=sessions.dictionary_slots,
-            regroup_interval=sessions.regroup_interval,
+            lambda: viewer_for_entry(self.files, user, entry_id, runner),
         )
-        sessions.sessions[key] = session
-        session.start()
-        return session
 
     def online(self, user: str) -> int:
         return len(self._sockets.get(user, ()))

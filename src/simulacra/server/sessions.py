@@ -731,6 +731,14 @@ class SessionManager:
 
     def get(self, user: str, app: str, session: str) -> AppSession:
         key, name = self.key_for(user, app, session)
+        return self.get_or_create(key, name, lambda: self.make_app(app))
+
+    def get_or_create(self, key: SessionKey, name: str, make: Callable[[], App]) -> AppSession:
+        """The live session under ``key``, or a new one running ``make()``.
+
+        Keeps the bound on sessions: idle ones are evicted, oldest first, or the
+        request is refused with ``PayloadTooBig`` when every session is busy.
+        """
         found = self.sessions.get(key)
         if found is not None and not found.closed.is_set():
             return found
@@ -738,7 +746,7 @@ class SessionManager:
         created = AppSession(
             key,
             name,
-            self.make_app(app),
+            make(),
             executor=self.executor,
             cache=self.cache,
             frame_window=self.frame_window,
