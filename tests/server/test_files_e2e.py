@@ -10,8 +10,10 @@ import asyncio
 import io
 import secrets
 
+import pytest
 from server_testkit import DEADLINE_S, running_server, ws_url
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from simulacra.client.files_api import FilesClient, redeem
 from simulacra.codecs.display import FrameDecoder
@@ -145,3 +147,33 @@ async def test_open_over_the_stream_protocol(tmp_path):
                 )
         assert mismatches == 0
         assert marker not in record
+
+
+async def test_revoking_ends_an_open_viewer(tmp_path):
+    """A recipient already looking at the file loses the picture when the owner revokes."""
+    from simulacra.protocol.messages import Error, ErrorCode
+
+    async with running_server(tmp_path) as srv:
+        alice, bob = srv.add_user("alice"), srv.add_user("bob", role="view")
+        async with FilesClient(srv.url, alice) as a:
+            entry = await a.put(_document(b"m" * 32), name="notes.txt")
+            code = (await a.share(entry["id"], to="bob", rights="view"))["code"]
+            got = await redeem(srv.url, bob, code)
+            async with connect(ws_url(srv, bob), compression=None, max_size=None) as ws:
+                conn = ClientConnection()
+                await ws.send(conn.send(Hello(client="test/0", app="viewer", session=got["id"])))
+                seen: list[type] = []
+                while Frame not in seen:  # Welcome, then the keyframe
+                    async with asyncio.timeout(DEADLINE_S):
+                        seen += [type(m) for m in conn.receive_data(await ws.recv())]
+                await a.revoke(code)
+                messages = []
+                with pytest.raises(ConnectionClosed) as closed:
+                    async with asyncio.timeout(DEADLINE_S):
+                        while True:
+                            messages += conn.receive_data(await ws.recv())
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+        last = messages[-1]
+        assert isinstance(last, Error) and last.code == ErrorCode.NOT_FOUND
+        assert "revoked" in last.message
+        assert ("private", "bob", f"viewer:{got['id']}") not in srv.sessions.sessions

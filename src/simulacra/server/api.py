@@ -43,6 +43,7 @@ from simulacra.errors import (
     SimulacraError,
 )
 from simulacra.protocol.jsontext import parse_json_object
+from simulacra.protocol.messages import ErrorCode
 from simulacra.server.files import FilesStore, InboxItem, Upload
 from simulacra.server.sessions import AppSession, SessionKey, SessionManager
 
@@ -68,6 +69,11 @@ UPLOAD_WINDOW = 8  # chunks a client keeps in flight
 MAX_UPLOADS_PER_SOCKET = 4
 MAX_UPLOADS_PER_USER = 8
 MAX_REQUEST_ID = 0xFFFFFFFF
+
+
+def viewer_session_key(user: str, entry_id: str) -> SessionKey:
+    """The session that shows ``user`` the picture of their entry ``entry_id``."""
+    return ("private", user, f"viewer:{entry_id}")
 
 
 def error_object(exc: BaseException) -> dict[str, str]:
@@ -112,6 +118,8 @@ class FilesApi:
         self._sockets: dict[str, set[_Socket]] = {}
         # Set by the server when an MQTT bus runs: announces an inbox row to other nodes.
         self.notify: Callable[[str, int], Awaitable[object]] | None = None
+        # Set by the server: ends the open viewer sessions of (user, entry id) pairs.
+        self.on_revoked: Callable[[list[tuple[str, str]]], Awaitable[object]] | None = None
 
     @classmethod
     def open(cls, data_dir: Path, **kwargs: Any) -> FilesApi:
@@ -133,7 +141,7 @@ class FilesApi:
         Hook for ``Hello(app="viewer", session=entry_id)``; one short SQLite
         lookup, the file itself is read later on the session's worker.
         """
-        key: SessionKey = ("private", user, f"viewer:{entry_id}")
+        key = viewer_session_key(user, entry_id)
         found = sessions.sessions.get(key)
         if found is not None and not found.closed.is_set():
             self.files.entry(user, entry_id)  # still theirs, code not revoked
@@ -143,6 +151,13 @@ class FilesApi:
             f"{user}/viewer/{entry_id}",
             lambda: viewer_for_entry(self.files, user, entry_id, runner),
         )
+
+    async def end_viewers(
+        self, sessions: SessionManager, opened: list[tuple[str, str]], reason: str
+    ) -> None:
+        """End the viewer sessions of ``opened`` (user, entry id): their access is gone."""
+        for user, entry_id in opened:
+            await sessions.end(viewer_session_key(user, entry_id), ErrorCode.NOT_FOUND, reason)
 
     def online(self, user: str) -> int:
         return len(self._sockets.get(user, ()))
@@ -359,6 +374,10 @@ class FilesApi:
 
     async def _op_revoke(self, sock: _Socket, rid: int, req: dict[str, Any]) -> dict[str, Any]:
         code_id = await asyncio.to_thread(self.files.revoke, sock.user, _field(req, "code", str))
+        if self.on_revoked is not None:
+            # Viewers already looking at the file lose the picture now, not at their next open.
+            opened = await asyncio.to_thread(self.files.entries_of_code, code_id)
+            await self.on_revoked(opened)
         return {"code_id": code_id}
 
     async def _op_redeem(self, sock: _Socket, rid: int, req: dict[str, Any]) -> dict[str, Any]:

@@ -779,6 +779,14 @@ class FilesStore(DatabaseTables):
             self._audit(user, "revoke", code=row[0])
         return int(row[0])
 
+    def entries_of_code(self, code_id: int) -> list[tuple[str, str]]:
+        """(user, entry id) of every entry redeemed with ``code_id``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT user, id FROM entries WHERE code_id = ?", (code_id,)
+            ).fetchall()
+        return [(str(u), str(e)) for u, e in rows]
+
     def codes(self, user: str) -> list[dict[str, Any]]:
         """Codes the user issued (never the codes themselves: only their ids)."""
         with self._lock:

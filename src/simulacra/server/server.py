@@ -145,6 +145,7 @@ class Server:
             await self._release()
             raise
         self.files_api = await asyncio.to_thread(FilesApi.open, cfg.data_dir)
+        self.files_api.on_revoked = self._end_revoked_viewers
         # Sessions take turns on a few threads; each session runs one job at a time, in order.
         self._executor = ThreadPoolExecutor(
             max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="simulacra-session"
@@ -269,6 +270,11 @@ class Server:
             raise NotFound("this server does not serve files")
         runner = self.runners.runner(VIEWER_APP)
         return self.files_api.open_viewer(self.sessions, user, entry_id, runner)
+
+    async def _end_revoked_viewers(self, opened: list[tuple[str, str]]) -> None:
+        if self.files_api is not None and self.sessions is not None:
+            reason = "access to this file was revoked by its owner"
+            await self.files_api.end_viewers(self.sessions, opened, reason)
 
     def add_user(self, name: str, role: str = "control") -> str:
         assert self.store is not None, "start() first"

@@ -780,6 +780,15 @@ class SessionManager:
     def viewer_count(self) -> int:
         return sum(len(s.viewers) for s in self.sessions.values())
 
+    async def end(self, key: SessionKey, code: int, reason: str) -> None:
+        """End one session: its viewers get ``Error(code, reason)`` and are closed."""
+        session = self.sessions.pop(key, None)
+        if session is None:
+            return
+        for viewer in list(session.viewers):
+            viewer.sink.abort(code, reason)
+        await session.close()
+
     async def close(self) -> None:
         sessions = list(self.sessions.values())
         self.sessions.clear()
