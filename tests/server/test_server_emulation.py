@@ -201,6 +201,20 @@ async def test_refresh_runs_off_the_loop_and_patched_apps_redraw(tmp_path: Path)
 
 
 @pytest.mark.slow
+async def test_watching_sand_is_served_by_its_emulator(
+    tmp_path: Path, compiled_emulators: Any
+) -> None:
+    data = compiled_emulators.copy_into(tmp_path, "2048", "sand")
+    async with running_server(data, reference=False) as srv:
+        opts = ClientOptions(srv.url, srv.admin_token, transport="ws", app="sand", seconds=1.5)
+        report = await HeadlessClient(opts).run()
+        status = await get_status(srv)
+    assert report["mismatches"] == 0 and report["verified"] >= 5
+    rule = status["apps"]["sand"]["segments"]["sand_rule"]
+    assert rule["queries"] > 0 and rule["fallbacks"] == 0 and rule["verified"] == "exhaustive"
+
+
+@pytest.mark.slow
 async def test_shared_file_viewer_renders_through_emulators(data_dir: Path) -> None:
     """The viewer app is an app like the others: its glyph segment answers from an emulator."""
     from simulacra.client.files_api import FilesClient

@@ -162,23 +162,37 @@ _tile_encoding = _int(0, 4)  # SOLID, RAW, ZLIB, PALETTE_RLE, REF; the display c
 
 
 def _tiles(where: str, value: Any) -> tuple[tuple[int, int, bytes], ...]:
-    tiles = []
-    for i, tile in enumerate(_sequence(where, value, MAX_TILES)):
-        at = f"{where}[{i}]"
-        if not isinstance(tile, list | tuple) or len(tile) != 3:
-            raise ProtocolError(f"{at} must be a list [index, encoding, data]")
-        index, encoding, data = tile
-        if not isinstance(data, bytes | bytearray | memoryview):
-            raise ProtocolError(f"{at}.data must be bytes, got {_kind(data)}")
-        data = bytes(data)
-        if len(data) > MAX_TILE_BYTES:
-            raise ProtocolError(
-                f"{at}.data must be at most {MAX_TILE_BYTES} bytes, got {len(data)}"
-            )
-        tiles.append(
-            (_tile_index(f"{at}.index", index), _tile_encoding(f"{at}.encoding", encoding), data)
-        )
+    tiles: list[tuple[int, int, bytes]] = []
+    append = tiles.append
+    # The common tile (ints in range, bytes data) passes a few inline tests; the
+    # field checks with their messages run only for a tile that fails them.
+    for tile in _sequence(where, value, MAX_TILES):
+        if type(tile) in (list, tuple) and len(tile) == 3:
+            index, encoding, data = tile
+            if (
+                type(index) is int
+                and type(encoding) is int
+                and type(data) is bytes
+                and 0 <= index < MAX_TILES
+                and 0 <= encoding <= 4
+                and len(data) <= MAX_TILE_BYTES
+            ):
+                append(tile if type(tile) is tuple else (index, encoding, data))
+                continue
+        append(_tile(f"{where}[{len(tiles)}]", tile))
     return tuple(tiles)
+
+
+def _tile(at: str, tile: Any) -> tuple[int, int, bytes]:
+    if not isinstance(tile, list | tuple) or len(tile) != 3:
+        raise ProtocolError(f"{at} must be a list [index, encoding, data]")
+    index, encoding, data = tile
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError(f"{at}.data must be bytes, got {_kind(data)}")
+    data = bytes(data)
+    if len(data) > MAX_TILE_BYTES:
+        raise ProtocolError(f"{at}.data must be at most {MAX_TILE_BYTES} bytes, got {len(data)}")
+    return (_tile_index(f"{at}.index", index), _tile_encoding(f"{at}.encoding", encoding), data)
 
 
 _NO_DEFAULT: Any = object()

@@ -2,10 +2,11 @@ import zlib
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulacra.codecs.display import MAX_TILE_DATA, TileEncoding, decode_tile, encode_tile
+from simulacra.codecs.display.encodings import decode_tiles
 from simulacra.errors import CodecError, PayloadTooBig
 
 RED, BLUE, GREEN, BLACK = b"\xff\x00\x00", b"\x00\x00\xff", b"\x00\xff\x00", b"\x00\x00\x00"
@@ -148,3 +149,39 @@ def test_zlib_bomb_stops_one_byte_past_a_tile():
 def test_data_past_the_limit_is_payload_too_big():
     with pytest.raises(PayloadTooBig):
         decode_tile(3, b"\x01" + RED + b"\x00\x00" * 1100)
+
+
+def _outcome(fn):  # type: ignore[no-untyped-def]
+    try:
+        return ("ok", fn().tobytes())
+    except (CodecError, PayloadTooBig) as exc:
+        return (type(exc).__name__, str(exc))
+
+
+_payload = st.one_of(
+    st.tuples(st.sampled_from([0, 1, 2, 3, 7]), st.binary(max_size=40)),
+    st.builds(
+        lambda n, colours, runs: (3, bytes([n]) + colours + bytes(b for run in runs for b in run)),
+        st.integers(0, 4),
+        st.binary(min_size=0, max_size=12),
+        st.lists(st.tuples(st.integers(0, 255), st.integers(0, 4)), max_size=6),
+    ),
+    st.integers(0, 8).map(lambda n: encode_tile((bytes(range(n, n + 3)) * 256)[:768])),
+    st.integers(0, 8).map(
+        lambda n: encode_tile(np.repeat(np.arange(n, n + 16, dtype=np.uint8), 48).tobytes())
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_payload, max_size=6))
+def test_decode_tiles_matches_decode_tile_one_by_one(payloads) -> None:  # type: ignore[no-untyped-def]
+    """The batch decode: the same pixels, or the error of the first bad tile."""
+
+    def one_by_one() -> np.ndarray:
+        out = np.empty((len(payloads), 768), dtype=np.uint8)
+        for row, (encoding, data) in enumerate(payloads):
+            out[row] = decode_tile(encoding, data)
+        return out
+
+    assert _outcome(lambda: decode_tiles(payloads)) == _outcome(one_by_one)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from .cache import TileEncodeCache
 from .dictionary import DecoderDictionary, EncoderDictionary, SlotLru
-from .encodings import MAX_TILE_DATA, TileEncoding, decode_tile, encode_tile
+from .encodings import MAX_TILE_DATA, TileEncoding, decode_tile, decode_tiles, encode_tile
 from .frames import FrameDecoder, FrameEncoder, Tile
 from .packed import (
     DEFLATE_STREAM_BYTES,
     MAX_PACKED_BYTES,
     DeflateStream,
     InflateStream,
+    PackedTiles,
     pack_tiles,
     unpack_tiles,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "tile_hash",
     "encode_tile",
     "decode_tile",
+    "decode_tiles",
     "TileEncodeCache",
     "SlotLru",
     "EncoderDictionary",
@@ -50,6 +52,7 @@ __all__ = [
     "MAX_PACKED_BYTES",
     "pack_tiles",
     "unpack_tiles",
+    "PackedTiles",
     "DeflateStream",
     "InflateStream",
     "DEFLATE_STREAM_BYTES",

@@ -4,12 +4,15 @@
 
     server                                                    client
     fb ─► diff vs held copy ─► changed tiles, ascending       FrameDecoder.apply(tiles)
-          for each tile: hash ─► in dictionary? ─► REF slot     1. validate every tile, decode
-                                 └─ no: insert, cache.get ─►       non-REF data, simulate slot
-                                        (encoding, data)           fill (REF to empty slot?)
-          held copy := fb                                       2. apply in order: REF reads
-    [(index, encoding, data), ...] ─────── Frame ─────────►        slot, others insert; write
-                                                                   pixels into framebuffer
+          for each tile: hash ─► in dictionary? ─► REF slot     1. check every tile, decode all
+                                 └─ no: insert, cache.get ─►       non-REF data at once, simulate
+                                        (encoding, data)           slot fill (REF to empty slot?)
+          held copy := fb                                       2. slot bookkeeping in frame
+    [(index, encoding, data), ...] ─────── Frame ─────────►        order: each tile's pixels come
+                                                                   from a new tile or an old slot
+                                                                3. one gather from the old slots,
+                                                                   then the new slots' pixels, one
+                                                                   scatter into the framebuffer
 
 Both sides run the same slot operations in the same order (see
 ``dictionary.py``), so a REF names the slot the client holds. ``apply`` checks
@@ -19,13 +22,17 @@ leaves the picture and the dictionary as they were.
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from simulacra.errors import CodecError, PayloadTooBig
 
 from .cache import TileEncodeCache
 from .dictionary import DecoderDictionary, EncoderDictionary
-from .encodings import TileEncoding, decode_tile, encode_tile
+from .encodings import TileEncoding, decode_tiles, encode_tile
+from .packed import PackedTiles
+from .reference import check_tiles
 from .tiles import TILE_BYTES, TileGrid, framebuffer_checksum, tile_hash
 
 __all__ = ["FrameEncoder", "FrameDecoder", "Tile"]
@@ -132,7 +139,13 @@ class FrameEncoder:
 
 
 class FrameDecoder:
-    """Rebuilds the server's framebuffer from Frame tiles, validating every byte."""
+    """Rebuilds the server's framebuffer from Frame tiles, validating every byte.
+
+    ``apply`` moves pixels in bulk: one gather from the dictionary, one scatter
+    into the framebuffer per frame. Only the slot bookkeeping (the use order)
+    walks the tiles one by one, so the result matches
+    ``reference.ReferenceFrameDecoder`` exactly.
+    """
 
     def __init__(self, width: int, height: int, *, dictionary_slots: int = 4096) -> None:
         self.grid = TileGrid(width, height)
@@ -148,32 +161,41 @@ class FrameDecoder:
 
     def apply(self, tiles: list[Tile] | tuple[Tile, ...], *, keyframe: bool) -> np.ndarray:
         """Apply one Frame's tiles; returns ``self.framebuffer`` (updated in place)."""
-        plan = self._check(tiles, keyframe)
-        dictionary = self.dictionary
-        if keyframe:
-            dictionary.reset()
-        use_slots = dictionary.slots > 0
-        put = self.grid.put
-        fb = self.framebuffer
-        for index, pixels, slot in plan:
-            if pixels is None:
-                pixels = dictionary.ref(slot)
-            elif use_slots:
-                dictionary.insert(pixels)
-            put(fb, index, pixels)
-        return fb
+        try:
+            if type(tiles) is PackedTiles:
+                # unpack_tiles checked indices (strictly ascending) and slot range already.
+                indices, slots, payloads = tiles.indices, tiles.slots, tiles.payloads
+                count = self.grid.count
+                if len(indices) > count or (indices and indices[-1] >= count):
+                    raise CodecError("tile outside the framebuffer")
+                if keyframe and len(indices) != count:
+                    raise CodecError("a keyframe must list every tile")
+                unique = True
+            else:
+                indices, slots, payloads, unique = self._split(tiles, keyframe)
+            new = decode_tiles(payloads)
+            self._check_refs(slots, keyframe)
+        except (CodecError, PayloadTooBig):
+            # Checks here run in bulk, not tile by tile: name the error the reference
+            # decoder names (the first bad tile in frame order).
+            check_tiles(self.grid, self.dictionary, tiles, keyframe)
+            raise
+        # Nothing raises past this point: a bad frame leaves every state as it was.
+        self._apply(indices, slots, new, keyframe, unique)
+        return self.framebuffer
 
-    def _check(
+    def _split(
         self, tiles: list[Tile] | tuple[Tile, ...], keyframe: bool
-    ) -> list[tuple[int, np.ndarray | None, int]]:
+    ) -> tuple[list[int], list[int], list[tuple[int, bytes]], bool]:
+        """Plain tiles checked and split like ``PackedTiles``; True when indices are distinct."""
         count = self.grid.count
         if len(tiles) > count:
             raise PayloadTooBig(f"frame lists {len(tiles)} tiles; the framebuffer has {count}")
-        slots = self.dictionary.slots
-        # Filled slots are always 0..filled-1 (see dictionary.py), so tracking the count
-        # is enough to tell, before applying anything, whether a REF points at a tile.
-        filled = 0 if keyframe else self.dictionary.lru.filled
-        plan: list[tuple[int, np.ndarray | None, int]] = []
+        indices: list[int] = []
+        slots: list[int] = []
+        payloads: list[tuple[int, bytes]] = []
+        ascending = True
+        previous = -1
         for item in tiles:
             try:
                 index, encoding, data = item
@@ -181,17 +203,119 @@ class FrameDecoder:
                 raise CodecError("a tile is (index, encoding, data)") from None
             if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < count:
                 raise CodecError(f"tile index {index!r} outside 0..{count - 1}")
+            if index <= previous:
+                ascending = False
+            previous = index
             if encoding == _REF and isinstance(encoding, int):
                 if not isinstance(data, bytes | bytearray) or len(data) != 2:
                     raise CodecError("REF: 2 bytes expected")
-                slot = int.from_bytes(data, "big")
-                if slot >= filled:
-                    raise CodecError(f"REF to empty dictionary slot {slot}")
-                plan.append((index, None, slot))
+                slots.append(int.from_bytes(data, "big"))
             else:
-                plan.append((index, decode_tile(encoding, data), -1))
-                if filled < slots:
-                    filled += 1
-        if keyframe and len({index for index, _, _ in plan}) != count:
+                slots.append(-1)
+                payloads.append((encoding, data))
+            indices.append(int(index))
+        unique = ascending or len(set(indices)) == len(indices)
+        if keyframe and (len(indices) if unique else len(set(indices))) != count:
             raise CodecError("a keyframe must list every tile")
-        return plan
+        return indices, slots, payloads, unique
+
+    def _check_refs(self, slots: list[int], keyframe: bool) -> None:
+        """CodecError for a REF to a slot that is empty when the REF comes."""
+        capacity = self.dictionary.slots
+        filled = 0 if keyframe else self.dictionary.lru.filled
+        # Slots fill lowest-first (see dictionary.py): before tile i, the filled
+        # slots are 0 .. min(capacity, filled + non-REF tiles before i) - 1.
+        if filled >= capacity:
+            # Full already: inserts cannot grow it, one max() checks every REF.
+            if slots and max(slots) >= filled:
+                bad = next(s for s in slots if s >= filled)
+                raise CodecError(f"REF to empty dictionary slot {bad}")
+            return
+        for slot in slots:
+            if slot < 0:
+                if filled < capacity:
+                    filled += 1
+            elif slot >= filled:
+                raise CodecError(f"REF to empty dictionary slot {slot}")
+
+    def _apply(
+        self,
+        indices: list[int],
+        slots: list[int],
+        new: np.ndarray,
+        keyframe: bool,
+        unique: bool,
+    ) -> None:
+        dictionary = self.dictionary
+        if keyframe:
+            dictionary.reset()
+        n = len(indices)
+        if not n:
+            return
+        pixels = dictionary.pixels
+        if dictionary.slots == 0:  # no dictionary: no REFs (checked), nothing to keep
+            out = new
+        else:
+            # Where each tile's pixels come from, in frame order: a REF to a slot
+            # written earlier in this frame reads that tile (fresh), any other REF
+            # reads the slot as it was before the frame (old). Slot writes wait
+            # until every old slot is read, so an eviction cannot clobber a REF.
+            lru = dictionary.lru
+            order = lru._order
+            touch = order.move_to_end
+            capacity = lru.slots
+            filled = lru.filled
+            fresh: dict[int, int] = {}  # slot -> row of ``new`` it holds now
+            old_at: list[int] = []
+            old_slots: list[int] = []
+            fresh_at: list[int] = []
+            fresh_rows: list[int] = []
+            inserts = [at for at, slot in enumerate(slots) if slot < 0]
+            start = 0
+            # REFs between two inserts touch their slots in one C-level pass; only
+            # the inserts (evictions depend on the order so far) go one by one.
+            for row, end in enumerate([*inserts, n]):
+                if end > start:
+                    refs = slots[start:end]
+                    deque(map(touch, refs), maxlen=0)
+                    if fresh and not fresh.keys().isdisjoint(refs):
+                        for at in range(start, end):
+                            got = fresh.get(slots[at])
+                            if got is None:
+                                old_at.append(at)
+                                old_slots.append(slots[at])
+                            else:
+                                fresh_at.append(at)
+                                fresh_rows.append(got)
+                    else:
+                        old_at += range(start, end)
+                        old_slots += refs
+                if end == n:
+                    break
+                if filled < capacity:
+                    slot = filled
+                    filled += 1
+                else:
+                    slot, _ = order.popitem(last=False)
+                order[slot] = None
+                fresh[slot] = row
+                start = end + 1
+            lru.filled = filled
+            if len(old_at) == n:
+                out = pixels[old_slots]
+            else:
+                out = np.empty((n, TILE_BYTES), dtype=np.uint8)
+                if old_at:
+                    out[old_at] = pixels[old_slots]
+                if fresh_at:
+                    out[fresh_at] = new[fresh_rows]
+                if row:
+                    out[inserts] = new
+                    pixels[list(fresh)] = new[list(fresh.values())]
+        at_index = np.asarray(indices, dtype=np.intp)
+        if not unique:
+            # A repeated index: the last tile there wins, as applying them in order would.
+            _, last = np.unique(at_index[::-1], return_index=True)
+            keep = n - 1 - last
+            at_index, out = at_index[keep], out[keep]
+        self.grid.scatter(self.framebuffer, at_index, out)
