@@ -49,3 +49,22 @@ async def test_a_taken_port_is_a_clear_error() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(TransportError, match="embedded MQTT broker"):
             await EmbeddedBroker(port=port).start()
+
+
+async def test_a_broker_that_never_stops_does_not_hang_close(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from simulacra.server import broker as broker_module
+
+    class StuckBroker:
+        async def shutdown(self) -> None:
+            await asyncio.Event().wait()  # amqtt's broadcast loop, stuck
+
+    monkeypatch.setattr(broker_module, "_SHUTDOWN_S", 0.05)
+    embedded = EmbeddedBroker()
+    embedded._broker = StuckBroker()
+    async with asyncio.timeout(5):
+        await embedded.close()
+    assert "did not stop" in caplog.text

@@ -66,6 +66,8 @@ __all__ = [
     "open_transport",
 ]
 
+_PC_CLOSE_S = 5.0  # how long closing the peer connection or the socket may take
+
 TRANSPORTS = ("webrtc", "ws")
 
 # docs/protocol.md: a message over 1 MiB is rejected before parsing. Signaling
@@ -436,8 +438,11 @@ class WebRtcTransport(Transport):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self._pc.close()
-        await self._ws.close()
+        # aiortc's close waits on its senders and receivers; never wait forever.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._pc.close(), _PC_CLOSE_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ws.close(), _PC_CLOSE_S)
 
 
 def _parse_signal(text: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ memory: they end with the process, like the broker.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -29,6 +30,7 @@ log = logging.getLogger("simulacra.broker")
 
 # A probed port can be taken between the probe and the bind; try a few.
 _BIND_ATTEMPTS = 5
+_SHUTDOWN_S = 5.0  # how long the broker may take to stop before the server goes on without it
 
 
 def is_loopback(host: str) -> bool:
@@ -119,7 +121,10 @@ class EmbeddedBroker:
         if broker is None:
             return
         try:
-            await broker.shutdown()
+            # amqtt's shutdown can wait forever on its broadcast loop; give it a few seconds.
+            await asyncio.wait_for(broker.shutdown(), _SHUTDOWN_S)
+        except TimeoutError:
+            log.warning("embedded MQTT broker did not stop within %.0f s", _SHUTDOWN_S)
         except Exception:  # a broker that fails to stop must not block the server's own shutdown
             log.exception("embedded MQTT broker did not shut down cleanly")
 

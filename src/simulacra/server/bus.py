@@ -334,8 +334,8 @@ class MqttBus:
                 )
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, self.config.timeout)
             self._task = None
         if self._broker is not None:
             await self._broker.close()

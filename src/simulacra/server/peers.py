@@ -55,6 +55,7 @@ log = logging.getLogger("simulacra.server.peers")
 
 DATA_CHANNEL_LABEL = "sim"
 MAX_SDP_CHARS = 64 * 1024
+_PC_CLOSE_S = 5.0  # how long RTCPeerConnection.close may take before we stop waiting
 _DRAIN_S = 1.0  # how long a closing channel may take to deliver its last bytes (an Error)
 VIDEO_CLOCK_RATE = 90_000  # RTP clock of video payloads
 VIDEO_FPS = 30.0  # frame rate of the video track for apps that only change on input
@@ -256,7 +257,11 @@ class PeerSession:
             if self.video_track is not None:
                 self.video_track.stop()
             if self.pc is not None:
-                await self.pc.close()
+                # aiortc's close waits on its senders; one stuck encoder must not hang us.
+                try:
+                    await asyncio.wait_for(self.pc.close(), _PC_CLOSE_S)
+                except TimeoutError:
+                    log.warning("peer connection of %s did not close in time", self.user.name)
         except Exception:
             log.exception("closing a peer connection of %s", self.user.name)
         finally:

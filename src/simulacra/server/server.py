@@ -38,6 +38,7 @@ import dataclasses
 import logging
 import os
 import weakref
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ from simulacra.server.signaling import serve_webrtc_signaling, serve_ws_link
 from simulacra.server.store import ADMIN_NAME, Store, User
 
 __all__ = ["Server"]
+
+_CLOSE_STAGE_S = 10.0  # a shutdown stage that takes longer is abandoned, with a warning
 
 log = logging.getLogger("simulacra.server")
 
@@ -219,10 +222,12 @@ class Server:
             link.send_message(Bye(reason="server shutting down"))
             link.close(1001, "server shutting down")
         peers = list(self._peers)
-        await asyncio.gather(*(p.close(1001, "server shutting down") for p in peers))
+        await _bounded(
+            asyncio.gather(*(p.close(1001, "server shutting down") for p in peers)), "peers"
+        )
         if self._ws is not None:
             self._ws.close()
-            await self._ws.wait_closed()
+            await _bounded(self._ws.wait_closed(), "websocket server")
             self._ws = None
         await self._release()
 
@@ -233,12 +238,12 @@ class Server:
                 await self._refresher
             self._refresher = None
         if self.sessions is not None:
-            await self.sessions.close()
+            await _bounded(self.sessions.close(), "app sessions")
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
         if self.bus is not None:
-            await self.bus.close()
+            await _bounded(self.bus.close(), "mqtt bus")
             self.bus = None
         if self.files_api is not None:
             self.files_api.close()
@@ -417,3 +422,11 @@ class Server:
                 on_peer=self._peers.add,
                 on_peer_closed=self._peers.discard,
             )
+
+
+async def _bounded(aw: Awaitable[object], what: str) -> None:
+    """Await one shutdown stage, but never forever: a stuck peer must not hang the server."""
+    try:
+        await asyncio.wait_for(aw, _CLOSE_STAGE_S)
+    except TimeoutError:
+        log.warning("closing %s took over %.0f s; abandoned", what, _CLOSE_STAGE_S)
