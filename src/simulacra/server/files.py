@@ -718,33 +718,13 @@ class FilesStore(DatabaseTables):
                 code_id = int(cur.lastrowid or 0)
                 item = None
                 if to is not None:
+                    row = (to, code_id, user, entry.name, entry.size, entry.type, rights)
                     cur = self._db.execute(
                         "INSERT INTO inbox (user, code_id, sender, name, size, type, rights,"
                         " expires, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            to,
-                            code_id,
-                            user,
-                            entry.name,
-                            entry.size,
-                            entry.type,
-                            rights,
-                            expires,
-                            now,
-                        ),
+                        (*row, expires, now),
                     )
-                    item = InboxItem(
-                        int(cur.lastrowid or 0),
-                        to,
-                        code_id,
-                        user,
-                        entry.name,
-                        entry.size,
-                        entry.type,
-                        rights,
-                        expires,
-                        now,
-                    )
+                    item = InboxItem(int(cur.lastrowid or 0), *row, expires, now)
                 self._audit(
                     user,
                     "share",
