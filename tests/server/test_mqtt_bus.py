@@ -498,9 +498,8 @@ async def _outage(tmp_path: Path, outage_s: float, retry_cap: float) -> None:
             end = time.monotonic() + outage_s
             while time.monotonic() < end:
                 sent.append(await asyncio.wait_for(a.notify("bob", len(sent)), DEADLINE))
-                await asyncio.sleep(
-                    0.25
-                )  # the outage's length is the scenario, not a wait for state
+                # The outage's length is the scenario, not a wait for state.
+                await asyncio.sleep(0.25)
             assert await a.pending() == len(sent) - 3
             restarted = time.perf_counter()
             broker.start()  # same port, same persistence directory

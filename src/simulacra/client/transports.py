@@ -50,6 +50,7 @@ from simulacra.errors import (
     TransportError,
     Unauthorized,
 )
+from simulacra.protocol.jsontext import parse_json_object
 
 __all__ = [
     "TRANSPORTS",
@@ -446,13 +447,7 @@ class WebRtcTransport(Transport):
 
 
 def _parse_signal(text: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        raise ProtocolError("server sent a signaling frame that is not JSON") from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("server sent a signaling frame that is not a JSON object")
-    return obj
+    return parse_json_object(text, limit=MAX_MESSAGE_BYTES, what="server's signaling frame")
 
 
 async def _open_ws(uri: str, timeout: float) -> WebSocket:

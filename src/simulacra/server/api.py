@@ -141,13 +141,9 @@ class FilesApi:
         Hook for ``Hello(app="viewer", session=entry_id)``; one short SQLite
         lookup, the file itself is read later on the session's worker.
         """
-        key = viewer_session_key(user, entry_id)
-        found = sessions.sessions.get(key)
-        if found is not None and not found.closed.is_set():
-            self.files.entry(user, entry_id)  # still theirs, code not revoked
-            return found
+        self.files.entry(user, entry_id)  # still theirs, code not revoked, on every open
         return sessions.get_or_create(
-            key,
+            viewer_session_key(user, entry_id),
             f"{user}/viewer/{entry_id}",
             lambda: viewer_for_entry(self.files, user, entry_id, runner),
         )

@@ -855,15 +855,22 @@ class FilesStore(DatabaseTables):
 
     # -- inbox -----------------------------------------------------------------
 
-    def inbox(self, user: str, *, undelivered: bool = True) -> list[InboxItem]:
+    def inbox(
+        self, user: str, *, undelivered: bool = True, item_id: int | None = None
+    ) -> list[InboxItem]:
+        """The user's inbox items, oldest first (only ``item_id`` when given)."""
         sql = (
             "SELECT id, user, code_id, sender, name, size, type, rights, expires, created"
             " FROM inbox WHERE user = ?"
         )
+        params: tuple[Any, ...] = (user,)
         if undelivered:
             sql += " AND delivered = 0"
+        if item_id is not None:
+            sql += " AND id = ?"
+            params += (item_id,)
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY id", (user,)).fetchall()
+            rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
         return [InboxItem(*r) for r in rows]
 
     def mark_delivered(self, user: str, ids: list[int]) -> None:

@@ -358,10 +358,11 @@ class Server:
         api = self.files_api
         if api is None or not api.online(note.user):
             return  # not connected here; its next connect delivers it
-        items = await asyncio.to_thread(api.files.inbox, note.user, undelivered=False)
+        items = await asyncio.to_thread(
+            api.files.inbox, note.user, undelivered=False, item_id=note.inbox_id
+        )
         for item in items:
-            if item.id == note.inbox_id:
-                await api.push_inbox(item)
+            await api.push_inbox(item)
 
     # -- HTTP ------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from websockets.asyncio.server import ServerConnection as WsConnection
 from websockets.exceptions import ConnectionClosed
 
 from simulacra.errors import ProtocolError
+from simulacra.protocol.jsontext import parse_json_object
 from simulacra.server.connection import Link, LinkContext
 from simulacra.server.peers import PeerSession
 from simulacra.server.sessions import AppSession
@@ -32,6 +33,7 @@ __all__ = ["WsTransport", "serve_ws_link", "serve_webrtc_signaling", "MAX_SEND_Q
 
 log = logging.getLogger("simulacra.server.signaling")
 
+MAX_SIGNAL_CHARS = 256 * 1024  # an SDP offer with every candidate is a few KiB
 MAX_SEND_QUEUE = 256  # messages; frames are bounded by the window, so this means a bug or abuse
 
 
@@ -144,11 +146,8 @@ async def serve_webrtc_signaling(
             try:
                 if isinstance(message, bytes):
                     raise ProtocolError("binary frame on webrtc signaling; send a JSON offer")
-                try:
-                    obj = json.loads(message)
-                except ValueError as exc:
-                    raise ProtocolError(f"signaling message is not JSON: {exc}") from None
-                if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+                obj = parse_json_object(message, limit=MAX_SIGNAL_CHARS, what="signaling message")
+                if not isinstance(obj.get("type"), str):
                     raise ProtocolError("signaling message must be an object with a type")
                 if obj["type"] == "offer" and isinstance(obj.get("sdp"), str):
                     answer = await peer.answer(obj["sdp"])

@@ -2,6 +2,7 @@ import zlib
 
 import numpy as np
 import pytest
+from display_testkit import pattern_tile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,19 +18,6 @@ from simulacra.codecs.display import (
 from simulacra.errors import CodecError, PayloadTooBig
 
 SOLID, RAW, ZLIB, PALETTE_RLE, REF = 0, 1, 2, 3, 4
-
-
-def _tile(pattern: int) -> np.ndarray:
-    """A deterministic 16x16 tile: solid, few-colour, many-colour or noise."""
-    rng = np.random.default_rng(pattern)
-    kind = pattern % 4
-    if kind == 0:
-        return np.broadcast_to(rng.integers(0, 256, 3, dtype=np.uint8), (16, 16, 3)).copy()
-    if kind == 1:
-        return rng.integers(0, 3, (16, 16, 3), dtype=np.uint8) * 100
-    if kind == 2:
-        return np.repeat(rng.integers(0, 256, (16, 1, 3), dtype=np.uint8), 16, axis=1)
-    return rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
 
 
 def _put(fb: np.ndarray, index: int, tile: np.ndarray) -> None:
@@ -88,7 +76,7 @@ def test_exact_frames_with_refs_and_lru_eviction():
 
 def test_repeated_content_within_a_keyframe_is_a_ref():
     fb = np.zeros((16, 48, 3), np.uint8)
-    pattern = _tile(1)
+    pattern = pattern_tile(1)
     for index in range(3):
         _put(fb, index, pattern)
     tiles = FrameEncoder(48, 16).encode(fb, keyframe=True)
@@ -176,7 +164,7 @@ def _run_stream(slots: int, steps: list, shared: bool) -> tuple[FrameEncoder, _M
     for n, (keyframe, changes) in enumerate(steps):
         keyframe = keyframe or n == 0
         for index, pattern in changes:
-            _put(fb, index, _tile(pattern))
+            _put(fb, index, pattern_tile(pattern))
         tiles = enc.encode(fb, keyframe=keyframe)
         # Exactly the tiles that differ, ascending; all of them on a keyframe.
         expected = range(6) if keyframe else [i for i in range(6) if _get(fb, i) != _get(client, i)]
@@ -376,7 +364,7 @@ def test_copy_encodes_like_the_original_and_stays_independent(before, after, slo
     def picture(patterns: list[int]) -> np.ndarray:
         fb = np.zeros((32, 64, 3), np.uint8)
         for index, pattern in enumerate(patterns):
-            _put(fb, index, _tile(pattern))
+            _put(fb, index, pattern_tile(pattern))
         return fb
 
     cache = TileEncodeCache(64)

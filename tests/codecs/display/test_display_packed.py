@@ -4,6 +4,7 @@ import zlib
 
 import numpy as np
 import pytest
+from display_testkit import pattern_tile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -134,18 +135,6 @@ def test_inflate_checks_sizes_and_state() -> None:
     assert broken.inflate(chunk, 100, keyframe=True) == b"x" * 100
 
 
-def _tile(pattern: int) -> np.ndarray:
-    rng = np.random.default_rng(pattern)
-    kind = pattern % 4
-    if kind == 0:
-        return np.broadcast_to(rng.integers(0, 256, 3, dtype=np.uint8), (16, 16, 3)).copy()
-    if kind == 1:
-        return rng.integers(0, 3, (16, 16, 3), dtype=np.uint8) * 100
-    if kind == 2:
-        return np.repeat(rng.integers(0, 256, (16, 1, 3), dtype=np.uint8), 16, axis=1)
-    return rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
-
-
 class _Viewer:
     """A client: inflater, unpacker, frame decoder."""
 
@@ -213,5 +202,5 @@ def test_round_trip_with_keyframes_and_forks(
             continue
         for index, pattern in changes:
             r, c = divmod(index, W // 16)
-            picture[r * 16 : r * 16 + 16, c * 16 : c * 16 + 16] = _tile(pattern)
+            picture[r * 16 : r * 16 + 16, c * 16 : c * 16 + 16] = pattern_tile(pattern)
         group.send(picture, kind == "key", members)

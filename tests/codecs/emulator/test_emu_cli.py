@@ -111,22 +111,14 @@ def compiled(tmp_path_factory):
     src = d / "segment.py"
     src.write_text(SOURCE)
     out = d / "tiny.emu"
-    rc = main(
-        [
-            "emu",
-            "compile",
-            f"{src}:tiny",
-            "--in-bits",
-            "6",
-            "--out-bits",
-            "4",
-            "-o",
-            str(out),
-            "--json",
-        ]
-    )
-    assert rc == 0
+    assert _compile_tiny(src, out) == 0
     return out
+
+
+def _compile_tiny(src, out) -> int:
+    """``simulacra emu compile`` of SOURCE's ``tiny`` (6 -> 4 bits), with --json."""
+    args = ["emu", "compile", f"{src}:tiny", "--in-bits", "6", "--out-bits", "4"]
+    return main([*args, "-o", str(out), "--json"])
 
 
 @needs_codec
@@ -157,20 +149,7 @@ def test_compile_reports_json(compiled, tmp_path, capsys):
     src = tmp_path / "segment.py"
     src.write_text(SOURCE)
     out = tmp_path / "again.emu"
-    rc = main(
-        [
-            "emu",
-            "compile",
-            f"{src}:tiny",
-            "--in-bits",
-            "6",
-            "--out-bits",
-            "4",
-            "-o",
-            str(out),
-            "--json",
-        ]
-    )
+    rc = _compile_tiny(src, out)
     summary = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert summary["nbytes"] == out.stat().st_size
