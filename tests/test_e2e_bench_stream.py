@@ -14,7 +14,7 @@ LOAD_KEYS = {
     "width", "height", "fps", "latency_ms", "moves", "frames", "bytes_per_frame", "mismatches",
     "verified", "server_rss_mb", "server_rss_over_run_mb", "server_cpu_percent",
     "clients_rss_mb", "clients_cpu_percent", "process_note", "runner", "baselines",
-    "video_bytes_source",
+    "video_bytes_source", "fan_out",
 }  # fmt: skip
 
 
@@ -48,6 +48,9 @@ def test_bench_stream_prints_one_object() -> None:
     assert set(rss) == {"start", "mid", "end", "peak", "samples"}
     assert 0 < rss["start"] <= rss["peak"] and rss["end"] <= rss["peak"]
     assert report["video_bytes_source"] is None
+    fan_out = report["fan_out"]  # the in-process server's counters for the bench session
+    assert fan_out["frames"] >= report["frames"] and fan_out["encodes"] >= 1
+    assert fan_out["frames_per_encode"] == round(fan_out["frames"] / fan_out["encodes"], 2)
     base = report["baselines"]
     assert base["frames"] == 5
     assert base["raw_full_frame"] == report["width"] * report["height"] * 3

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from simulacra.client.headless import (
+    ACK_DELAY_S,
     MOVE_KEYS,
     OPEN_FIELDS,
     PAGE_KEYS,
@@ -24,6 +25,7 @@ from simulacra.codecs.display import (
     FrameEncoder,
     framebuffer_checksum,
     pack_tiles,
+    tile_table_checksum,
 )
 from simulacra.errors import (
     ConfigError,
@@ -81,7 +83,7 @@ class FakeServer:
     def frame(self, *, keyframe: bool = False) -> bytes:
         self.seq += 1
         tiles = tuple(self.encoder.encode(self.fb, keyframe=keyframe))
-        checksum = framebuffer_checksum(self.fb)
+        checksum = self.checksum()
         if self.seq in self.corrupt:
             checksum ^= 1
         if self.mode == "packed":
@@ -113,6 +115,12 @@ class FakeServer:
                 checksum=checksum,
             )
         )
+
+    def checksum(self) -> int:
+        """What a frame of this mode carries now: packed mode has the tile-table checksum."""
+        if self.mode == "packed":
+            return tile_table_checksum(self.fb)
+        return framebuffer_checksum(self.fb)
 
     def handle(self, data: bytes) -> list[bytes]:
         out: list[bytes] = []
@@ -157,9 +165,9 @@ def play(player: Player, server: FakeServer, *, step_ms: float = 2.0, limit: int
         if player.done(now):
             break
         outgoing: list[bytes] = []
-        data = player.next_input(now)
-        if data is not None:
-            outgoing.append(data)
+        for data in (player.due_ack(now), player.next_input(now)):
+            if data is not None:
+                outgoing.append(data)
         if inbox:
             outgoing += player.receive(inbox.pop(0), now)
         for item in outgoing:
@@ -177,7 +185,8 @@ def test_plays_moves_and_verifies_every_frame() -> None:
     server = FakeServer()
     play(player, server)
     assert [i.seq for i in server.inputs] == list(range(1, 61))
-    assert server.acks == list(range(1, 62))
+    # Acks are cumulative: the keyframe at once, then every other frame (61 frames).
+    assert server.acks == [1, *range(3, 62, 2)]
     assert server.byes == 1
     assert player.conn.state is State.CLOSED
     report = player.report(0.0)
@@ -187,9 +196,26 @@ def test_plays_moves_and_verifies_every_frame() -> None:
     assert report["keyframes"] == 1
     assert report["moves"] == 60
     assert report["latency_ms"]["count"] == 60
-    assert report["checksum"] == framebuffer_checksum(server.fb)
+    assert report["checksum"] == server.checksum()
     assert (player.decoder is not None) and np.array_equal(player.decoder.framebuffer, server.fb)
     assert {i.key for i in server.inputs} == set(MOVE_KEYS)
+
+
+def test_a_lone_frame_is_acknowledged_within_the_ack_delay() -> None:
+    player = Player(ClientOptions("http://x", "t", moves=3))
+    server = FakeServer()
+    (welcome, key) = server.handle(player.start())
+    assert player.receive(welcome, 1.0) == []
+    (ack,) = player.receive(key, 1.0)  # a keyframe: acknowledged at once
+    server.handle(ack)
+    (answer,) = server.handle(player.next_input(1.0) or b"")
+    assert player.receive(answer, 1.01) == []  # one frame owed: the Ack waits
+    assert player.ack_deadline == pytest.approx(1.01 + ACK_DELAY_S)
+    assert player.due_ack(1.01 + ACK_DELAY_S / 2) is None
+    late = player.due_ack(1.01 + ACK_DELAY_S)
+    assert late is not None and player.ack_deadline is None
+    server.handle(late)
+    assert server.acks == [1, 2]
 
 
 def test_tiles_mode_plays_on_plain_frames() -> None:
@@ -311,7 +337,7 @@ def test_mismatch_sends_resync_and_recovers() -> None:
     assert report["keyframes"] == 2
     assert report["verified"] == report["frames"] - 1
     assert 3 not in server.acks
-    assert report["checksum"] == framebuffer_checksum(server.fb)
+    assert report["checksum"] == server.checksum()
 
 
 def test_one_resync_until_a_keyframe_arrives() -> None:

@@ -392,11 +392,16 @@ class WireSink:
             assert isinstance(frame, Frame)
             tiles = list(frame.tiles)
         self.decoder.apply(tiles, keyframe=frame.keyframe)
-        self.mismatches += self.decoder.checksum() != frame.checksum
+        if isinstance(frame, PackedFrame):  # packed mode: the tile-table checksum
+            self.mismatches += self.decoder.table_checksum() != frame.checksum
+        else:
+            self.mismatches += self.decoder.checksum() != frame.checksum
         self.frames.append(frame)
 
 
-def noise_session(window: int = 4, regroup_interval: float = 10.0) -> AppSession:
+def noise_session(
+    window: int = 4, regroup_interval: float = 10.0, regroup_budget: float = 1.0
+) -> AppSession:
     session = AppSession(
         ("shared", "noise", "s"),
         "s",
@@ -408,6 +413,7 @@ def noise_session(window: int = 4, regroup_interval: float = 10.0) -> AppSession
         dictionary_slots=8,
         seed=3,
         regroup_interval=regroup_interval,
+        regroup_budget=regroup_budget,
     )
     session.start()
     return session
@@ -531,8 +537,9 @@ async def test_packed_viewers_share_one_stream_and_a_fork_copies_it() -> None:
     await session.close()
 
 
-async def test_groups_that_keep_up_again_are_merged_with_one_keyframe() -> None:
-    session = noise_session(window=2, regroup_interval=0.0)
+@pytest.mark.parametrize("budget", [1.0, 0.0])
+async def test_groups_that_keep_up_again_are_merged_with_one_keyframe(budget: float) -> None:
+    session = noise_session(window=2, regroup_interval=0.0, regroup_budget=budget)
     sinks = [WireSink() for _ in range(4)]
     a, b, c, d = viewers = [session.join(s, f"u{i}", "view") for i, s in enumerate(sinks)]
     await wait_until(lambda: all(len(s.frames) == 1 for s in sinks), "the keyframes")
@@ -567,9 +574,17 @@ async def test_groups_that_keep_up_again_are_merged_with_one_keyframe() -> None:
     await wait_until(lambda: len(sinks[2].frames) == 3 and len(sinks[3].frames) == 5, "catch-ups")
     ack(a, b, c, d)
     await next_picture(a, b, c, d)  # three groups keep up: c and d are merged by a keyframe
-    assert session.stats.regroups == 1
-    assert [s.frames[-1].keyframe for s in sinks] == [False, False, True, True]
-    assert c.group is d.group and a.group is b.group and len(session.groups) == 2
+    stats = session.stats
+    if budget == 0.0:  # ...unless the keyframes would cost more than the byte budget
+        assert stats.regroups == 0 and stats.regroup_bytes == 0
+        assert not any(s.frames[-1].keyframe for s in sinks) and len(session.groups) == 3
+    else:
+        assert stats.regroups == 1
+        assert [s.frames[-1].keyframe for s in sinks] == [False, False, True, True]
+        assert c.group is d.group and a.group is b.group and len(session.groups) == 2
+        # The estimate: two viewers re-keyed at the size of the latest keyframe.
+        assert 0 < stats.regroup_bytes <= budget * stats.frame_bytes
+    assert stats.frame_bytes == sum(len(encode_message(f)) for s in sinks for f in s.frames)
     assert sum(s.mismatches for s in sinks) == 0
     for s in sinks:
         assert (s.decoder.framebuffer == session.framebuffer).all()

@@ -294,7 +294,12 @@ APPLY_PACKED = """
       const raw = await inflater.inflate(fromHex(f.data), f.size, {keyframe: f.keyframe});
       const tiles = m.unpackTiles(raw, f.count, dec.tileCount);
       await dec.apply(tiles, {keyframe: f.keyframe});
-      out.push([tiles.map(([i, e, d]) => [i, e, toHex(d)]), toHex(dec.framebuffer), dec.checksum()]);
+      out.push([
+        tiles.map(([i, e, d]) => [i, e, toHex(d)]),
+        toHex(dec.framebuffer),
+        dec.checksum(),
+        dec.tableChecksum(),
+      ]);
     } catch (e) {
       out.push([e.name, e.message]);
     }
@@ -310,6 +315,7 @@ def recorded_stream(seed: int, frames: int, keyframes: set[int]) -> tuple[list[A
         FrameEncoder,
         framebuffer_checksum,
         pack_tiles,
+        tile_table_checksum,
         unpack_tiles,
     )
 
@@ -338,8 +344,31 @@ def recorded_stream(seed: int, frames: int, keyframes: set[int]) -> tuple[list[A
             {"keyframe": keyframe, "count": len(tiles), "size": len(raw), "data": data.hex()}
         )
         unpacked = [[i, e, d.hex()] for i, e, d in unpack_tiles(raw, len(tiles), 12)]
-        expected.append([unpacked, fb.tobytes().hex(), framebuffer_checksum(fb)])
+        expected.append(
+            [unpacked, fb.tobytes().hex(), framebuffer_checksum(fb), tile_table_checksum(fb)]
+        )
     return sent, expected
+
+
+def test_tile_table_audit_catches_pixels_changed_behind_the_decoder(js: Any) -> None:
+    from simulacra.codecs.display import tile_table_checksum
+    from simulacra.codecs.display.tiles import AUDIT_FRAMES
+
+    body = """
+      const dec = new m.FrameDecoder(64, 48, {dictionarySlots: 0});
+      const first = dec.tableChecksum();
+      dec.framebuffer[64 * 3 * 40 + 5] = 9;  // tile 9 changes; no frame wrote it
+      const seen = [];
+      for (let k = 0; k < m.AUDIT_FRAMES; k++) seen.push(dec.tableChecksum());
+      return [m.AUDIT_FRAMES, first, seen];
+    """
+    fb = np.zeros((48, 64, 3), np.uint8)
+    audit, first, seen = js("tiles.js", body, None)
+    assert audit == AUDIT_FRAMES
+    assert first == tile_table_checksum(fb)
+    fb.reshape(-1)[64 * 3 * 40 + 5] = 9
+    assert seen[0] != tile_table_checksum(fb)  # the table still vouches for the old tile
+    assert seen[-1] == tile_table_checksum(fb)  # until the audit reaches it
 
 
 def test_packed_stream_matches_python_byte_for_byte(js: Any) -> None:

@@ -7,7 +7,8 @@
       carrier.send ◄──────────────────────── start():  Hello
       carrier.recv ─► bytes, t ────────────► receive(): Welcome ─► FrameDecoder
                                               Frame ─► apply tiles ─► crc32 == checksum?
-                                              PackedFrame ─► inflate (stream) ─► unpack ─┘
+                                              PackedFrame ─► inflate (stream) ─► unpack
+                                                 ─► apply tiles ─► tile table == checksum?
                                                  yes: Ack(seq)      no: count, Resync once
                                               frame.input_seq >= pending seq:
                                                  latency = t - t_sent; next Input(seq+1)
@@ -27,7 +28,9 @@ Around the stream, the files API (``/api``) when the server has one::
 
 Packed mode (``mode="packed"``, the default): frames arrive as PackedFrames,
 their tiles inflated from one deflate stream per connection (reset by every
-keyframe); a chunk that does not inflate is cured like a bad checksum.
+keyframe); a chunk that does not inflate is cured like a bad checksum. Their
+checksum is the tile-table checksum (``tiles.TileTable``): it covers the whole
+picture but costs the client only the tiles the frame wrote.
 
 Video mode (``mode="video"``): pictures arrive on a VP8 track (counted, not
 verified: VP8 is lossy); Frames only answer Inputs, so latency is measured as
@@ -110,6 +113,11 @@ MAX_INBOX = 10_000
 # 2048 stops changing once the board is stuck; after this many answers without
 # a changed tile the client restarts the game, so long runs keep streaming.
 STUCK_ANSWERS = 8
+# Acks are cumulative: one for every other verified frame halves the acks and the
+# transport packets they cost both ends (on WebRTC each Ack is a DTLS record and
+# an SCTP SACK back). None waits longer than ACK_DELAY_S; keyframes at once.
+ACK_EVERY = 2
+ACK_DELAY_S = 0.05
 
 # Called after each verified frame with the picture (the decoder's own array:
 # copy it to keep it) and the size of the Frame message in bytes.
@@ -213,6 +221,7 @@ class Player:
         self._pending: tuple[int, float] | None = None  # (input seq, time sent)
         self._resync_sent = False
         self._unchanged_answers = 0
+        self._owed: tuple[int, float, int] | None = None  # unacked verified: seq, since, count
         self.video_frames = 0  # decoded frames of the video track (video mode)
         self.stop_requested = False
 
@@ -344,13 +353,19 @@ class Player:
         ok = False
         try:
             self.decoder.apply(self._tiles(frame), keyframe=frame.keyframe)
-            self.checksum = self.decoder.checksum()
+            if isinstance(frame, PackedFrame):
+                self.checksum = self.decoder.table_checksum()
+            else:
+                self.checksum = self.decoder.checksum()
             ok = self.checksum == frame.checksum
         except CodecError:
             ok = False  # a tile this picture cannot take: same cure as a bad checksum
         if ok:
             self.verified += 1
-            out.append(self.conn.send(Ack(seq=frame.seq)))
+            since, count = (now, 1) if self._owed is None else (self._owed[1], self._owed[2] + 1)
+            self._owed = (frame.seq, since, count)
+            if frame.keyframe or count >= ACK_EVERY:
+                out.append(self._ack())
             if self.on_frame is not None:
                 self.on_frame(self.decoder.framebuffer, size)
         else:
@@ -365,6 +380,27 @@ class Player:
             changed = frame.tiles if isinstance(frame, Frame) else frame.count
             self._unchanged_answers = 0 if changed else self._unchanged_answers + 1
         return out
+
+    def _ack(self) -> bytes:
+        assert self._owed is not None
+        seq = self._owed[0]
+        self._owed = None
+        return self.conn.send(Ack(seq=seq))
+
+    @property
+    def ack_deadline(self) -> float | None:
+        """When the owed Ack is due (None: nothing owed)."""
+        return None if self._owed is None else self._owed[1] + ACK_DELAY_S
+
+    def due_ack(self, now: float) -> bytes | None:
+        """The owed Ack once its deadline passed, else None."""
+        deadline = self.ack_deadline
+        if deadline is None or now < deadline:
+            return None
+        try:
+            return self._ack()
+        except InvalidState:  # the connection ended meanwhile: nothing to acknowledge
+            return None
 
     def _on_video_answer(self, frame: Frame, now: float) -> list[bytes]:
         # The picture is on the track and lossy: nothing to verify; the Frame
@@ -593,28 +629,32 @@ class HeadlessClient:
                 now = time.perf_counter()
                 if player.done(now):
                     return
-                data = player.next_input(now)
-                if data is not None:
-                    await transport.send(data)
+                for data in (player.due_ack(now), player.next_input(now)):
+                    if data is not None:
+                        await transport.send(data)
                 timeout = opts.timeout
                 if opts.seconds is not None and player.started_at is not None:
                     if player.has_picture:
                         # The clock runs from Welcome, but the first picture is always awaited.
                         left = max(0.0, player.started_at + opts.seconds - now)
                         timeout = min(timeout, left) if player.awaiting_frame else left
+                deadline = player.ack_deadline
+                ack_wait = None if deadline is None else max(0.0, deadline - now)
                 if receiving is None:
                     receiving = asyncio.ensure_future(transport.recv())
                 woken = asyncio.ensure_future(wake.wait())
                 try:
                     await asyncio.wait(
-                        {receiving, woken}, timeout=timeout, return_when="FIRST_COMPLETED"
+                        {receiving, woken},
+                        timeout=timeout if ack_wait is None else min(timeout, ack_wait),
+                        return_when="FIRST_COMPLETED",
                     )
                 finally:
                     woken.cancel()
                 if receiving.done():
                     data, receiving = receiving.result(), None
-                elif wake.is_set():
-                    continue
+                elif wake.is_set() or (ack_wait is not None and ack_wait < timeout):
+                    continue  # woken, or the owed Ack is due: the loop's top sends it
                 else:
                     data = None
                 if data is None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -486,6 +487,7 @@ async def run_load(
     server_rss: float | None = None
     server_cpu: float | None = None
     server_rss_over_run: dict[str, float] | None = None
+    fan_out: dict[str, Any] | None = None
     if options.url is not None:
         plans = plans_for(options.url, options.token, (options.token,) * options.clients)
         async with _monitored(options.seconds, progress):
@@ -519,6 +521,7 @@ async def run_load(
                     server_rss, server_cpu = monitor.figures()
                     server_rss_over_run = monitor.over_run()
                 results = await children
+                fan_out = _fan_out(server, options)
         where = "in-process"
         note = (
             "server figures are this process (the in-process server alone) while clients "
@@ -560,10 +563,26 @@ async def run_load(
         "server_cpu_percent": server_cpu,
         "clients_rss_mb": round(sum(r["rss_mb"] for r in results), 1),
         "clients_cpu_percent": round(sum(r["cpu_percent"] for r in results), 1),
+        "fan_out": fan_out,
         "process_note": note,
         "runner": "reference" if options.reference and options.url is None else "emulators",
         "baselines": results[0]["baselines"],
     }
+
+
+def _fan_out(server: Any, options: LoadOptions) -> dict[str, Any] | None:
+    """The bench session's fan-out counters: how many frames each encode served."""
+    if server.sessions is None:
+        return None
+    key, _ = server.sessions.key_for("", options.app, options.session)
+    session = server.sessions.sessions.get(key)
+    if session is None:
+        return None
+    stats = dataclasses.asdict(session.stats)
+    encodes = stats["encodes"]
+    stats["frames_per_encode"] = round(stats["frames"] / encodes, 2) if encodes else None
+    stats["fork_seconds"] = round(stats["fork_seconds"], 3)
+    return stats
 
 
 def _shown(report: dict[str, Any]) -> tuple[int, float, float]:

@@ -23,7 +23,14 @@ class ServerConfig:
     data_dir: Path = Path("data")
     app: str = "2048"  # the app a Hello with app="" gets
     hello_timeout: float = 10.0  # seconds a connection may stay silent before Hello
-    frame_window: int = 4  # unacknowledged frames in flight per viewer
+    # Unacknowledged frames in flight per viewer: 8 (~270 ms at 30 Hz) rides out a
+    # scheduler stall on a loaded machine without splitting the viewer off its group.
+    frame_window: int = 8
+    # Viewers of one session that drifted into separate encoder groups are merged
+    # by keyframe at most every regroup_interval seconds, while those keyframes
+    # cost at most regroup_budget of the frame bytes sent (sessions.AppSession._regroup).
+    regroup_interval: float = 1.0
+    regroup_budget: float = 0.02
     max_send_buffer: int = 4 * 1024 * 1024  # transport bytes queued before frames are skipped
     max_pending_messages: int = 1024  # queued, unprocessed messages per connection
     max_sessions: int = 256  # app sessions kept in memory, idle ones are evicted first
@@ -47,5 +54,7 @@ class ServerConfig:
             raise ConfigError("compile_wait and refresh_interval must be positive")
         if self.frame_window < 1:
             raise ConfigError(f"frame_window must be >= 1, got {self.frame_window}")
+        if self.regroup_interval < 0 or not 0 <= self.regroup_budget <= 1:
+            raise ConfigError("regroup_interval must be >= 0 and regroup_budget in 0..1")
         if not isinstance(self.data_dir, Path):
             object.__setattr__(self, "data_dir", Path(self.data_dir))

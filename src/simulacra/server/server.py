@@ -157,6 +157,8 @@ class Server:
             make_app=self.runners.make_app,
             executor=self._executor,
             frame_window=cfg.frame_window,
+            regroup_interval=cfg.regroup_interval,
+            regroup_budget=cfg.regroup_budget,
             max_pending=cfg.max_pending_messages,
             max_sessions=cfg.max_sessions,
             dictionary_slots=cfg.dictionary_slots,

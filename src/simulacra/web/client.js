@@ -4,7 +4,8 @@
 //        │ answered                                             unreachable ─► backoff
 //        ▼
 //   carriers.js: WebRTC data channel "sim" (or the WebSocket) ─► Hello(app, session) ... Welcome
-//   Frame | PackedFrame (inflate, unpack) ─► FrameDecoder.apply ─► crc32 == checksum ? Ack : Resync
+//   Frame | PackedFrame (inflate, unpack) ─► FrameDecoder.apply ─► checksum ok ? Ack : Resync
+//     (Frame: CRC-32 of the picture; PackedFrame: the tile table, see tiles.js)
 //                 └─► canvas (ImageData, dirty tiles; CSS-scaled, crisp)
 //   keys / swipes / pointer (≤ 60/s) / material picker ─► Input(seq)
 //   lost ─► "reconnecting in 1 s…" ─► 2 s ─► 4 s ... 15 s (backoff.js); refused ─► closed
@@ -85,6 +86,7 @@ const view = {
   mismatches: 0,
   checksumOk: null,
   lastChecksum: null,
+  lastChecksumKind: null, // "crc32" (Frame) or "tile-table" (PackedFrame)
   role: "",
   user: "",
   app: "",
@@ -478,8 +480,10 @@ async function onFrame(msg) {
   }
   view.frames += 1;
   frameTimes.push(now);
-  const crc = decoder.checksum();
+  const packed = msg.type === MessageType.PackedFrame;
+  const crc = packed ? decoder.tableChecksum() : decoder.checksum();
   view.lastChecksum = crc;
+  view.lastChecksumKind = packed ? "tile-table" : "crc32";
   if (crc !== msg.checksum) {
     view.mismatches += 1;
     view.checksumOk = false;

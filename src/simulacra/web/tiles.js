@@ -5,6 +5,13 @@
 //       REF slot ───────────────────────► 768 RGB bytes from the dictionary (marks it used)
 //   (every tile is checked and decoded first; a bad frame changes nothing)
 //   ──► write into the framebuffer (RGB, row-major) ──► crc32(framebuffer) == Frame.checksum
+//                                                    └──► tile table == PackedFrame.checksum
+//
+// Tile table (packed mode's checksum, tiles.TileTable on the server): the CRC-32
+// of each tile's 768 RAW bytes, 4 bytes big-endian each, in tile index order;
+// the checksum is the CRC-32 of that table. Only tiles written since the last
+// check are hashed again, plus an audit window that walks the whole picture
+// every AUDIT_FRAMES checks.
 //
 // Tile dictionary: `slots` entries; an insert takes the lowest free slot while
 // any is free, else the least recently used one; every insert and every REF
@@ -15,6 +22,7 @@ export const TILE = 16;
 export const TILE_BYTES = TILE * TILE * 3;
 // No encoder of ours emits more (PALETTE_RLE with 255 colours and 256 runs is 1,278).
 export const MAX_TILE_DATA = 2048;
+export const AUDIT_FRAMES = 32;
 
 export const TileEncoding = Object.freeze({
   SOLID: 0,
@@ -172,6 +180,13 @@ export class FrameDecoder {
     this.tileCount = this.cols * (height / TILE);
     this.framebuffer = new Uint8Array(width * height * 3);
     this.dictionary = new TileDictionary(dictionarySlots);
+    this.table = new Uint8Array(this.tileCount * 4);
+    this.tableView = new DataView(this.table.buffer);
+    const black = crc32(new Uint8Array(TILE_BYTES));
+    for (let i = 0; i < this.tileCount; i++) this.tableView.setUint32(i * 4, black);
+    this.written = new Set();
+    this.auditAt = 0;
+    this.auditStep = Math.max(1, Math.ceil(this.tileCount / AUDIT_FRAMES));
   }
 
   /**
@@ -239,10 +254,38 @@ export class FrameDecoder {
     for (let y = 0; y < TILE; y++, dst += stride) {
       this.framebuffer.set(pixels.subarray(y * TILE * 3, (y + 1) * TILE * 3), dst);
     }
+    this.written.add(index);
   }
 
+  /** CRC-32 of the whole picture (Frame.checksum). */
   checksum() {
     return crc32(this.framebuffer);
+  }
+
+  /** CRC-32 of one tile's RAW bytes, read back from the framebuffer. */
+  tileCrc(index) {
+    const row = Math.floor(index / this.cols);
+    const col = index % this.cols;
+    const stride = this.width * 3;
+    let at = row * TILE * stride + col * TILE * 3;
+    let crc = 0;
+    for (let y = 0; y < TILE; y++, at += stride) {
+      crc = crc32(this.framebuffer.subarray(at, at + TILE * 3), crc);
+    }
+    return crc;
+  }
+
+  /** The tile-table checksum (PackedFrame.checksum): the tiles written since the
+   *  last call and one audit window are hashed again, the rest is remembered. */
+  tableChecksum() {
+    for (const index of this.written) this.tableView.setUint32(index * 4, this.tileCrc(index));
+    this.written.clear();
+    for (let k = 0; k < this.auditStep; k++) {
+      const index = (this.auditAt + k) % this.tileCount;
+      this.tableView.setUint32(index * 4, this.tileCrc(index));
+    }
+    this.auditAt = (this.auditAt + this.auditStep) % this.tileCount;
+    return crc32(this.table);
   }
 
   /** Copy tiles (all when `indexes` is null) into an RGBA ImageData of the same size. */

@@ -14,7 +14,9 @@ from simulacra.codecs.display import (
     encode_tile,
     framebuffer_checksum,
     tile_hash,
+    tile_table_checksum,
 )
+from simulacra.codecs.display.tiles import AUDIT_FRAMES
 from simulacra.errors import CodecError, PayloadTooBig
 
 SOLID, RAW, ZLIB, PALETTE_RLE, REF = 0, 1, 2, 3, 4
@@ -185,6 +187,7 @@ def _run_stream(slots: int, steps: list, shared: bool) -> tuple[FrameEncoder, _M
         client = fb.copy()
         assert (dec.framebuffer == fb).all()
         assert dec.checksum() == framebuffer_checksum(fb) == enc.checksum()
+        assert dec.table_checksum() == tile_table_checksum(fb)
         assert enc.dictionary.lru.order() == dec.dictionary.lru.order() == model.use
         for slot in range(slots):
             held = dec.dictionary.slot_tile(slot)
@@ -227,6 +230,7 @@ def test_full_size_frames_round_trip():
         dec.apply(tiles, keyframe=n == 0)
         assert (dec.framebuffer == fb).all()
         assert dec.checksum() == framebuffer_checksum(fb)
+        assert dec.table_checksum() == tile_table_checksum(fb)
     assert enc.refs_sent > 1000  # the blank and boxed areas repeat one tile each
 
 
@@ -385,3 +389,16 @@ def test_copy_encodes_like_the_original_and_stays_independent(before, after, slo
         assert enc.encode(fb) == enc_again.encode(fb)
         decoder.apply(twin.encode(fb), keyframe=False)
         assert decoder.checksum() == framebuffer_checksum(fb)
+
+
+def test_table_checksum_finds_pixels_changed_behind_the_decoder():
+    enc, dec = FrameEncoder(512, 400), FrameDecoder(512, 400)
+    fb = np.random.default_rng(8).integers(0, 256, (400, 512, 3), dtype=np.uint8)
+    dec.apply(enc.encode(fb, keyframe=True), keyframe=True)
+    assert dec.table_checksum() == tile_table_checksum(fb)
+    dec.framebuffer[399, 0] ^= 0x80  # no frame wrote this: memory went bad
+    seen = []
+    for _ in range(AUDIT_FRAMES):
+        dec.apply(enc.encode(fb, keyframe=False), keyframe=False)  # nothing changed
+        seen.append(dec.table_checksum() == tile_table_checksum(fb))
+    assert seen[0] and not seen[-1]  # vouched for at first, caught within one rotation

@@ -5,7 +5,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulacra.codecs.display import TILE, TILE_BYTES, TileGrid, framebuffer_checksum, tile_hash
+from simulacra.codecs.display import (
+    TILE,
+    TILE_BYTES,
+    TileGrid,
+    TileTable,
+    framebuffer_checksum,
+    tile_hash,
+    tile_table_checksum,
+)
+from simulacra.codecs.display.tiles import AUDIT_FRAMES
 from simulacra.errors import CodecError
 
 
@@ -24,6 +33,62 @@ def test_tile_hash_is_16_bytes_and_content_keyed():
     assert len(tile_hash(bytes(768))) == 16
     assert tile_hash(bytes(768)) == tile_hash(bytearray(768))
     assert tile_hash(bytes(768)) != tile_hash(b"\x01" + bytes(767))
+
+
+def test_tile_table_checksum_is_the_crc_of_the_big_endian_tile_crcs():
+    fb = np.random.default_rng(3).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    crcs = [
+        zlib.crc32(fb[r * 16 : r * 16 + 16, c * 16 : c * 16 + 16].tobytes())
+        for r in range(2)
+        for c in range(3)
+    ]
+    table = b"".join(crc.to_bytes(4, "big") for crc in crcs)
+    assert tile_table_checksum(fb) == zlib.crc32(table)
+    # A fresh table is the table of a black picture, as both sides start from black.
+    assert TileTable(TileGrid(48, 32)).checksum() == tile_table_checksum(np.zeros_like(fb))
+
+
+def test_tile_table_checksum_sees_tiles_trade_places():
+    fb = np.zeros((16, 32, 3), np.uint8)
+    fb[:, :16] = 7
+    swapped = np.ascontiguousarray(fb[:, ::-1])
+    assert tile_table_checksum(fb) != tile_table_checksum(swapped)
+
+
+@given(st.data())
+def test_tile_table_updated_tile_by_tile_equals_the_table_from_scratch(data):
+    rows, cols = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    grid = TileGrid(cols * 16, rows * 16)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    fb = np.zeros((rows * 16, cols * 16, 3), np.uint8)
+    table = TileTable(grid)
+    for _ in range(data.draw(st.integers(1, 5))):
+        picked = data.draw(st.lists(st.integers(0, grid.count - 1), max_size=grid.count))
+        for index in picked:
+            r, c = divmod(index, cols)
+            fb[r * 16 : r * 16 + 16, c * 16 : c * 16 + 16] = rng.integers(0, 256, (16, 16, 3))
+        table.update(fb, np.array(picked, dtype=np.intp))
+        assert table.checksum() == tile_table_checksum(fb)
+
+
+def test_audit_brings_a_change_behind_the_tables_back_into_the_checksum():
+    grid = TileGrid(512, 400)
+    fb = np.random.default_rng(4).integers(0, 256, (400, 512, 3), dtype=np.uint8)
+    table = TileTable(grid)
+    table.reset(fb)
+    fb[200, 300] ^= 1  # no update names this tile: only the audit can find it
+    assert table.checksum() != tile_table_checksum(fb)
+    for _ in range(AUDIT_FRAMES):
+        table.audit(fb)
+    assert table.checksum() == tile_table_checksum(fb)
+
+
+def test_tile_table_gathers_from_a_non_contiguous_picture():
+    base = np.random.default_rng(6).integers(0, 256, (16, 64, 3), dtype=np.uint8)
+    picture = base[:, ::2]
+    table = TileTable(TileGrid(32, 16))
+    table.update(picture, np.arange(2))
+    assert table.checksum() == tile_table_checksum(np.ascontiguousarray(picture))
 
 
 @pytest.mark.parametrize("size", [(0, 16), (16, 0), (17, 16), (16, 24), (-16, 16), (16.0, 16)])

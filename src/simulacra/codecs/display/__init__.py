@@ -29,7 +29,15 @@ from .packed import (
     pack_tiles,
     unpack_tiles,
 )
-from .tiles import TILE, TILE_BYTES, TileGrid, framebuffer_checksum, tile_hash
+from .tiles import (
+    TILE,
+    TILE_BYTES,
+    TileGrid,
+    TileTable,
+    framebuffer_checksum,
+    tile_hash,
+    tile_table_checksum,
+)
 
 __all__ = [
     "TILE",
@@ -38,7 +46,9 @@ __all__ = [
     "Tile",
     "TileEncoding",
     "TileGrid",
+    "TileTable",
     "framebuffer_checksum",
+    "tile_table_checksum",
     "tile_hash",
     "encode_tile",
     "decode_tile",

@@ -33,7 +33,7 @@ from .dictionary import DecoderDictionary, EncoderDictionary
 from .encodings import TileEncoding, decode_tiles, encode_tile
 from .packed import PackedTiles
 from .reference import check_tiles
-from .tiles import TILE_BYTES, TileGrid, framebuffer_checksum, tile_hash
+from .tiles import TILE_BYTES, TileGrid, TileTable, framebuffer_checksum, tile_hash
 
 __all__ = ["FrameEncoder", "FrameDecoder", "Tile"]
 
@@ -151,13 +151,30 @@ class FrameDecoder:
         self.grid = TileGrid(width, height)
         self.dictionary = DecoderDictionary(dictionary_slots)
         self.framebuffer = np.zeros((height, width, 3), dtype=np.uint8)
+        self.tiles = TileTable(self.grid)
+        self._written = np.zeros(self.grid.count, dtype=bool)  # since the last table_checksum
 
     def checksum(self) -> int:
+        """CRC-32 of the whole picture (Frame.checksum)."""
         return framebuffer_checksum(self.framebuffer)
+
+    def table_checksum(self) -> int:
+        """The tile-table checksum (PackedFrame.checksum): costs the tiles written since
+        the last call plus one audit window, not the whole picture."""
+        written = np.flatnonzero(self._written)
+        self._written[written] = False
+        self.tiles.update(self.framebuffer, written)
+        self.tiles.audit(self.framebuffer)
+        return self.tiles.checksum()
 
     @property
     def nbytes(self) -> int:
-        return self.framebuffer.nbytes + self.dictionary.pixels.nbytes
+        return (
+            self.framebuffer.nbytes
+            + self.dictionary.pixels.nbytes
+            + self.tiles.nbytes
+            + self._written.nbytes
+        )
 
     def apply(self, tiles: list[Tile] | tuple[Tile, ...], *, keyframe: bool) -> np.ndarray:
         """Apply one Frame's tiles; returns ``self.framebuffer`` (updated in place)."""
@@ -319,3 +336,4 @@ class FrameDecoder:
             keep = n - 1 - last
             at_index, out = at_index[keep], out[keep]
         self.grid.scatter(self.framebuffer, at_index, out)
+        self._written[at_index] = True

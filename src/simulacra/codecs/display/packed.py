@@ -30,6 +30,7 @@ past a size limit.
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 from simulacra.errors import CodecError, PayloadTooBig
@@ -73,6 +74,10 @@ def _varint(out: bytearray, value: int) -> None:
     out.append(value)
 
 
+# Every encoder group packs the same ZLIB tiles (the encode cache hands out one
+# bytes object per content), so the repacking is remembered: 1,024 entries hold
+# at most ~3.4 MB (2 KiB of zlib data and a 1,278-byte palette each).
+@functools.lru_cache(maxsize=1024)
 def _unzlib(data: bytes) -> tuple[int, bytes]:
     """A ZLIB tile as PALETTE_RLE (or RAW): the stream compresses those across tiles."""
     pixels = decode_tile(_ZLIB, data)
@@ -96,7 +101,7 @@ def pack_tiles(tiles: list[Tile] | tuple[Tile, ...]) -> bytes:
         _varint(out, index - previous - 1)
         previous = index
         if encoding == _ZLIB:
-            encoding, data = _unzlib(data)
+            encoding, data = _unzlib(bytes(data))
         out.append(encoding)
         if encoding == _REF:
             if len(data) != 2:

@@ -19,7 +19,7 @@ from simulacra.errors import CodecError, PayloadTooBig
 
 from .dictionary import DecoderDictionary
 from .encodings import MAX_TILE_DATA, TileEncoding, decode_tile
-from .tiles import TileGrid, framebuffer_checksum
+from .tiles import TileGrid, framebuffer_checksum, tile_table_checksum
 
 __all__ = ["unpack_tiles_reference", "ReferenceFrameDecoder", "check_tiles"]
 
@@ -110,6 +110,9 @@ class ReferenceFrameDecoder:
 
     def checksum(self) -> int:
         return framebuffer_checksum(self.framebuffer)
+
+    def table_checksum(self) -> int:
+        return tile_table_checksum(self.framebuffer)
 
     def apply(self, tiles: list[Tile] | tuple[Tile, ...], *, keyframe: bool) -> np.ndarray:
         plan = self._check(tiles, keyframe)

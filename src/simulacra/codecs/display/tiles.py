@@ -10,6 +10,12 @@
 Tile ``index = row * cols + col``. A 16-pixel tile row is 48 bytes, i.e. six
 64-bit words, so the diff compares words instead of bytes and touches no
 Python per tile.
+
+The tile-table checksum (packed mode's frame checksum) is kept up to date
+tile by tile, so a frame costs the tiles it changed, not the whole picture::
+
+    tile i ─► its 768 RAW bytes ─► CRC-32 ─► table[i]    (uint32, big-endian)
+    checksum = CRC-32 of the table (count * 4 bytes, tile index order)
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ __all__ = [
     "TILE",
     "TILE_BYTES",
     "TileGrid",
+    "TileTable",
     "framebuffer_checksum",
+    "tile_table_checksum",
     "tile_hash",
 ]
 
@@ -40,6 +48,15 @@ _MAX_SIDE = 1 << 15  # no framebuffer is this large; keeps allocations sane
 def framebuffer_checksum(fb: np.ndarray) -> int:
     """CRC-32 of the framebuffer's bytes (``height*width*3``), unsigned."""
     return zlib.crc32(np.ascontiguousarray(fb, dtype=np.uint8).data) & 0xFFFFFFFF
+
+
+def tile_table_checksum(fb: np.ndarray) -> int:
+    """The tile-table checksum of ``fb`` computed from scratch (see the module diagram)."""
+    fb = np.ascontiguousarray(fb, dtype=np.uint8)
+    grid = TileGrid(fb.shape[1], fb.shape[0])
+    table = TileTable(grid)
+    table.update(fb, np.arange(grid.count))
+    return table.checksum()
 
 
 def tile_hash(tile: bytes) -> bytes:
@@ -88,9 +105,14 @@ class TileGrid:
 
     def gather(self, fb: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """The tiles at ``indices`` as an (n, 768) uint8 array of RAW tile bytes."""
-        rows, cols = np.divmod(indices, self.cols)
-        tiles = self._rows_view(fb)[rows[:, None], self._row_index, cols[:, None], :]
-        return tiles.reshape(len(indices), TILE_BYTES)
+        rows, cols = np.divmod(np.asarray(indices, dtype=np.intp), self.cols)
+        if not fb.flags.c_contiguous:
+            tiles = self._rows_view(fb)[rows[:, None], self._row_index, cols[:, None], :]
+            return tiles.reshape(len(indices), TILE_BYTES)
+        # Whole 48-byte tile rows as items, as in ``scatter``: ~1.5x faster.
+        at = ((rows * TILE)[:, None] + self._row_index) * self.cols + cols[:, None]
+        items = fb.reshape(-1).view(_ROW_ITEM)[at.reshape(-1)]
+        return items.view(np.uint8).reshape(len(indices), TILE_BYTES)
 
     def scatter(self, fb: np.ndarray, indices: np.ndarray, tiles: np.ndarray) -> None:
         """Write (n, 768) ``tiles`` into ``fb`` at distinct ``indices``."""
@@ -113,3 +135,50 @@ class TileGrid:
         row, col = divmod(index, self.cols)
         y, x = row * TILE, col * TILE
         fb[y : y + TILE, x : x + TILE] = tile.reshape(TILE, TILE, 3)
+
+
+_BLACK_TILE_CRC = zlib.crc32(bytes(TILE_BYTES))
+AUDIT_FRAMES = 32  # a decoder re-reads every tile of its picture at least this often
+
+
+class TileTable:
+    """Per-tile CRC-32s of one framebuffer, and the tile-table checksum over them.
+
+    Starts as the table of an all-black picture (both sides start from black).
+    ``update`` hashes the given tiles again from the framebuffer; ``audit`` also
+    re-reads the next window of a rotation through every tile, so a table can
+    never go on vouching for pixels that changed behind its back: such a change
+    reaches the checksum within ``AUDIT_FRAMES`` calls.
+    """
+
+    __slots__ = ("grid", "table", "_audit_at", "_audit_step")
+
+    def __init__(self, grid: TileGrid) -> None:
+        self.grid = grid
+        self.table = np.full(grid.count, _BLACK_TILE_CRC, dtype=">u4")
+        self._audit_at = 0
+        self._audit_step = max(1, -(-grid.count // AUDIT_FRAMES))
+
+    def update(self, fb: np.ndarray, indices: np.ndarray) -> None:
+        """Hash the tiles at ``indices`` (any order, repeats allowed) of ``fb`` again."""
+        if len(indices):
+            tiles = self.grid.gather(fb, np.asarray(indices, dtype=np.intp))
+            self.table[indices] = list(map(zlib.crc32, tiles))
+
+    def audit(self, fb: np.ndarray) -> None:
+        """Hash the next ``count / AUDIT_FRAMES`` tiles of the rotation again."""
+        start = self._audit_at
+        window = np.arange(start, start + self._audit_step) % self.grid.count
+        self._audit_at = (start + self._audit_step) % self.grid.count
+        self.update(fb, window)
+
+    def reset(self, fb: np.ndarray) -> None:
+        """Hash every tile of ``fb``."""
+        self.update(fb, np.arange(self.grid.count))
+
+    def checksum(self) -> int:
+        return zlib.crc32(self.table.data)
+
+    @property
+    def nbytes(self) -> int:
+        return self.table.nbytes
