@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/emulator_suite.py
 	$(PY) bench/apps.py
 	$(PY) bench/files.py
+	$(PY) bench/stream.py
 
 lint: install-test
 	$(VENV)/bin/ruff check src tests bench

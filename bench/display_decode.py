@@ -10,7 +10,9 @@ Runnable alone::
                                                    │ recorded PackedFrame payloads
                        ┌───────────────────────────┴──────────────────────────┐
           old: InflateStream ─► unpack_tiles_reference ─►       new: InflateStream ─► unpack_tiles ─►
-               ReferenceFrameDecoder.apply ─► checksum               FrameDecoder.apply ─► checksum
+               ReferenceFrameDecoder.apply ─►                        FrameDecoder.apply ─►
+               CRC-32 of the whole picture                           tile-table checksum (written
+                                                                     tiles + one audit window)
                        └──── both checksums == the server's, every frame ─────┘
 
 Each pass replays the whole recording; old and new passes alternate and the
@@ -41,6 +43,7 @@ from simulacra.codecs.display import (  # noqa: E402
     InflateStream,
     TileEncodeCache,
     pack_tiles,
+    tile_table_checksum,
     unpack_tiles,
 )
 from simulacra.codecs.display.reference import (  # noqa: E402
@@ -48,7 +51,8 @@ from simulacra.codecs.display.reference import (  # noqa: E402
     unpack_tiles_reference,
 )
 
-Recorded = tuple[bytes, int, int, bool, int]  # data, size, count, keyframe, checksum
+# data, size, count, keyframe, CRC-32 of the picture, its tile-table checksum
+Recorded = tuple[bytes, int, int, bool, int, int]
 SLOTS = 4096  # the server's default dictionary_slots
 KEYFRAME_EVERY = 300
 
@@ -71,7 +75,8 @@ def record(name: str, frames: int, seed: int) -> tuple[int, int, list[Recorded]]
         tiles = encoder.encode(app.render(state), keyframe=keyframe)
         raw = pack_tiles(tiles)
         data = stream.compress(raw, keyframe=keyframe)
-        out.append((data, len(raw), len(tiles), keyframe, encoder.checksum()))
+        table = tile_table_checksum(encoder.framebuffer)
+        out.append((data, len(raw), len(tiles), keyframe, encoder.checksum(), table))
     return app_cls.width, app_cls.height, out
 
 
@@ -88,7 +93,7 @@ def replay(width: int, height: int, frames: list[Recorded], new: bool) -> dict[s
     tile_count = decoder.grid.count
     clock = time.perf_counter
     spent = {"inflate": 0.0, "unpack": 0.0, "apply": 0.0, "checksum": 0.0}
-    for seq, (data, size, count, keyframe, checksum) in enumerate(frames):
+    for seq, (data, size, count, keyframe, crc, table) in enumerate(frames):
         t0 = clock()
         raw = inflater.inflate(data, size, keyframe=keyframe)
         t1 = clock()
@@ -96,7 +101,8 @@ def replay(width: int, height: int, frames: list[Recorded], new: bool) -> dict[s
         t2 = clock()
         decoder.apply(tiles, keyframe=keyframe)
         t3 = clock()
-        ok = decoder.checksum() == checksum
+        # v1 checks the whole picture's CRC-32; packed clients now keep the tile table.
+        ok = decoder.table_checksum() == table if new else decoder.checksum() == crc
         t4 = clock()
         if not ok:
             raise SystemExit(f"MISMATCH: {'new' if new else 'old'} path, frame {seq}")
