@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -29,9 +30,11 @@ from simulacra.errors import (
     ConfigError,
     NotFound,
     PayloadTooBig,
+    ProtocolError,
     TransportError,
     Unauthorized,
 )
+from simulacra.protocol.ice import IceServer
 
 # -- URLs -------------------------------------------------------------------------------
 
@@ -172,15 +175,23 @@ async def test_connection_refused() -> None:
 # -- WebRTC: a real aiortc answerer ------------------------------------------------------
 
 
+NO_ICE = json.dumps({"type": "ice", "iceServers": []})
+
+
 class Answerer:
     """Answers one offer and echoes every data-channel message."""
 
-    def __init__(self, *, answer: bool = True) -> None:
+    def __init__(self, *, answer: bool = True, first: str | bytes | None = NO_ICE) -> None:
         self.answer = answer
+        self.first = first  # the server's first signaling frame; None: send nothing
         self.pcs: list[RTCPeerConnection] = []
         self.channel_closed = asyncio.Event()
 
     async def __call__(self, ws: ServerConnection) -> None:
+        if self.first is None:
+            await ws.wait_closed()
+            return
+        await ws.send(self.first)
         offer = json.loads(await ws.recv())
         assert offer["type"] == "offer"
         if not self.answer:
@@ -256,6 +267,100 @@ async def test_webrtc_no_answer_times_out() -> None:
     server, url = await _start(Answerer(answer=False))
     try:
         with pytest.raises(TransportError, match="no SDP answer within 0.3 s"):
+            await open_transport(url, TOKEN, "webrtc", timeout=0.3)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_webrtc_takes_the_servers_ice_list(stun_server: Any) -> None:
+    # Nothing listens on TCP port 9 of loopback: the TURN attempt is refused at once.
+    servers = [
+        {"urls": stun_server.url},
+        {"urls": ["turn:127.0.0.1:9?transport=tcp"], "username": "1:u", "credential": "c"},
+    ]
+    answerer = Answerer(first=json.dumps({"type": "ice", "iceServers": servers}))
+    server, url = await _start(answerer)
+    try:
+        sink = io.BytesIO()
+        transport = await open_transport(url, TOKEN, "webrtc", timeout=10, record=Recorder(sink))
+        assert isinstance(transport, WebRtcTransport)
+        assert transport.ice_servers == (
+            IceServer((stun_server.url,)),
+            IceServer(("turn:127.0.0.1:9?transport=tcp",), "1:u", "c"),
+        )
+        assert sink.getvalue().startswith(b'{"type": "ice"')  # recorded like any signaling
+        assert stun_server.requests >= 1  # our peer connection asked the server's STUN
+        await transport.close()
+    finally:
+        await answerer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("first", "error"),
+    [
+        (b"\x00", "binary frame before its ICE server list"),
+        ("[]", "must be a JSON object"),
+        ('{"type": "answer", "sdp": ""}', "first signaling frame must be its ICE server list"),
+        ('{"type": "ice"}', "iceServers must be a list"),
+        ('{"type": "ice", "iceServers": {}}', "iceServers must be a list"),
+        ('{"type": "ice", "iceServers": [[]]}', "must be an object"),
+        (json.dumps({"type": "ice", "iceServers": [{"urls": "stun:h"}] * 17}), "more than 16"),
+        (json.dumps({"type": "ice", "iceServers": [{"urls": ["stun:h"] * 17}]}), "more than 16"),
+        ('{"type": "ice", "iceServers": [{"urls": 3}]}', "string or a list of strings"),
+        ('{"type": "ice", "iceServers": [{"urls": []}]}', "needs 1..16 URLs"),
+        ('{"type": "ice", "iceServers": [{"urls": "http://h"}]}', "must start with stun:"),
+        ('{"type": "ice", "iceServers": [{"urls": "stun:h h"}]}', "whitespace"),
+        ('{"type": "ice", "iceServers": [{"urls": "stun:h?transport=udp"}]}', "take a transport"),
+        ('{"type": "ice", "iceServers": [{"urls": "turn:h", "username": "u"}]}', "or neither"),
+        (
+            json.dumps(
+                {"type": "ice", "iceServers": [{"urls": "turn:h", "username": 1, "credential": ""}]}
+            ),
+            "username must be a string",
+        ),
+        (
+            json.dumps(
+                {
+                    "type": "ice",
+                    "iceServers": [{"urls": "turn:h", "username": "u", "credential": "c" * 513}],
+                }
+            ),
+            "credential must be a string of at most 512",
+        ),
+        (
+            '{"type": "ice", "iceServers": [{"urls": "stun:h", "x": 1}]}',
+            "unexpected iceServers key",
+        ),
+    ],
+)
+async def test_webrtc_refuses_a_bad_ice_message(first: str | bytes, error: str) -> None:
+    server, url = await _start(Answerer(first=first))
+    try:
+        with pytest.raises(ProtocolError, match=re.escape(error)):
+            await open_transport(url, TOKEN, "webrtc", timeout=5)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_webrtc_error_before_the_ice_list() -> None:
+    first = json.dumps({"type": "error", "code": 404, "message": "no such app"})
+    server, url = await _start(Answerer(first=first))
+    try:
+        with pytest.raises(NotFound, match="server error 404: no such app"):
+            await open_transport(url, TOKEN, "webrtc", timeout=5)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_webrtc_no_ice_list_times_out() -> None:
+    server, url = await _start(Answerer(first=None))
+    try:
+        with pytest.raises(TransportError, match="no ICE server list within 0.3 s"):
             await open_transport(url, TOKEN, "webrtc", timeout=0.3)
     finally:
         server.close()

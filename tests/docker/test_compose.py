@@ -6,6 +6,7 @@ the structure checks run everywhere.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import pwd
 import re
@@ -19,10 +20,16 @@ from typing import Any
 import pytest
 import yaml
 
+from simulacra.protocol.ice import ice_url_problem
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 COMPOSE = DOCKER / "compose.yaml"
-ENV = {"SIMULACRA_MQTT_PASSWORD": "test-mqtt-password", "SIMULACRA_TURN_PASSWORD": "test-turn"}
+ENV = {
+    "SIMULACRA_MQTT_PASSWORD": "test-mqtt-password",
+    "SIMULACRA_TURN_SECRET": "test-turn-secret",
+    "SIMULACRA_TURN_HOST": "192.0.2.10",
+}
 
 
 def _compose() -> dict[str, Any]:
@@ -62,6 +69,41 @@ def test_simulacra_keeps_its_data_on_a_volume_and_is_configured_by_environment()
     assert env["SIMULACRA_NODE"]
     # Published on loopback unless the operator says otherwise.
     assert app["ports"] == ["${SIMULACRA_BIND:-127.0.0.1}:${SIMULACRA_PUBLISH_PORT:-8080}:8080"]
+
+
+def test_simulacra_mints_turn_credentials_from_coturns_secret() -> None:
+    services = _compose()["services"]
+    env = services["simulacra"]["environment"]
+    command = services["coturn"]["command"]
+    assert "--use-auth-secret" in command
+    assert not any(arg.startswith(("--user=", "--lt-cred-mech")) for arg in command)
+    (secret_arg,) = [arg for arg in command if arg.startswith("--static-auth-secret=")]
+    secret = re.fullmatch(r"--static-auth-secret=\$\{(\w+):\?[^}]*\}", secret_arg)
+    assert secret is not None
+    assert re.fullmatch(rf"\$\{{{secret[1]}:\?[^}}]*\}}", env["SIMULACRA_TURN_SECRET"])
+    # Every URL parses as the server's config does, and points at coturn's published port.
+    urls = env["SIMULACRA_ICE_SERVERS"].split(",")
+    host = r"\$\{SIMULACRA_TURN_HOST(:\?[^}]*)?\}"
+    assert [re.sub(host, "turn.example", url) for url in urls] == [
+        "stun:turn.example:3478",
+        "turn:turn.example:3478",
+    ]
+    for url in urls:
+        assert ice_url_problem(re.sub(host, "turn.example", url)) is None
+    assert "3478:3478/udp" in services["coturn"]["ports"]
+
+
+def test_the_relay_reaches_this_stacks_network_and_no_other_private_one() -> None:
+    compose = _compose()
+    command = compose["services"]["coturn"]["command"]
+    (subnet,) = [c["subnet"] for c in compose["networks"]["default"]["ipam"]["config"]]
+    network = ipaddress.ip_network(subnet)
+    (allowed,) = [a.split("=", 1)[1] for a in command if a.startswith("--allowed-peer-ip=")]
+    first, last = (ipaddress.ip_address(x) for x in allowed.split("-"))
+    assert (first, last) == (network[0], network[-1])  # exactly the stack's own subnet
+    denied = [a.split("=", 1)[1] for a in command if a.startswith("--denied-peer-ip=")]
+    assert "172.16.0.0-172.31.255.255" in denied and "10.0.0.0-10.255.255.255" in denied
+    assert "--no-tcp-relay" in command  # nothing relays TCP to Mosquitto on that network
 
 
 def test_mosquitto_mounts_the_files_its_config_names_and_stays_internal() -> None:

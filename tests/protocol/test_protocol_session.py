@@ -359,7 +359,7 @@ def test_send_refusals_change_nothing() -> None:
 
 def test_import_pulls_in_no_io_or_torch() -> None:
     code = (
-        "import sys, simulacra.protocol\n"
+        "import sys, simulacra.protocol, simulacra.protocol.ice\n"
         "heavy = [m for m in ('asyncio', 'aiortc', 'torch', 'websockets', 'numpy') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -61,6 +62,18 @@ async def http_get(url: str, headers: dict[str, str] | None = None) -> HttpResul
 
 def ws_url(srv: Server, token: str, transport: str = "ws") -> str:
     return f"ws://127.0.0.1:{srv.port}/signal?token={token}&transport={transport}"
+
+
+async def recv_ice(ws: WsClientConnection) -> list[dict[str, Any]]:
+    """The first frame of a webrtc signaling socket: the server's ICE server list."""
+    async with asyncio.timeout(DEADLINE_S):
+        message = await ws.recv()
+    assert isinstance(message, str)
+    obj = json.loads(message)
+    assert obj["type"] == "ice", obj
+    servers = obj["iceServers"]
+    assert isinstance(servers, list)
+    return servers
 
 
 async def wait_until(predicate: object, what: str, deadline: float = DEADLINE_S) -> None:

@@ -14,7 +14,7 @@ import pytest
 from server_testkit import DEADLINE_S, http_get
 
 from simulacra.cli import build_parser, main
-from simulacra.server.cli import _compile_note
+from simulacra.server.cli import _compile_note, _ice_servers
 from simulacra.server.config import ServerConfig
 from simulacra.server.store import Store
 
@@ -94,3 +94,48 @@ def test_reference_flag_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert build_parser().parse_args(["serve", "--reference"]).reference is True
     monkeypatch.setenv("SIMULACRA_REFERENCE", "1")
     assert build_parser().parse_args(["serve"]).reference is True
+
+
+def test_ice_flags_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIMULACRA_ICE_SERVERS", raising=False)
+    monkeypatch.delenv("SIMULACRA_TURN_SECRET", raising=False)
+    monkeypatch.delenv("SIMULACRA_TURN_TTL", raising=False)
+    args = build_parser().parse_args(["serve"])
+    assert (_ice_servers(args.ice_servers), args.turn_secret, args.turn_ttl) == ((), "", 3600.0)
+    args = build_parser().parse_args(
+        ["serve", "--ice-server", "stun:a:1", "--ice-server", "turn:b:2?transport=tcp"]
+        + ["--turn-secret", "s", "--turn-ttl", "60"]
+    )
+    assert _ice_servers(args.ice_servers) == ("stun:a:1", "turn:b:2?transport=tcp")
+    assert (args.turn_secret, args.turn_ttl) == ("s", 60.0)
+    monkeypatch.setenv("SIMULACRA_ICE_SERVERS", " stun:a:1 ,turn:b:2,")
+    monkeypatch.setenv("SIMULACRA_TURN_SECRET", "from-env")
+    monkeypatch.setenv("SIMULACRA_TURN_TTL", "120")
+    args = build_parser().parse_args(["serve"])
+    assert _ice_servers(args.ice_servers) == ("stun:a:1", "turn:b:2")
+    assert (args.turn_secret, args.turn_ttl) == ("from-env", 120.0)
+    # a flag replaces the variable's whole list
+    args = build_parser().parse_args(["serve", "--ice-server", "stun:c:3"])
+    assert _ice_servers(args.ice_servers) == ("stun:c:3",)
+
+
+def test_bad_ice_settings_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SIMULACRA_TURN_SECRET", raising=False)
+    monkeypatch.setenv("SIMULACRA_ICE_SERVERS", "stun:a:1,http://x")
+    assert main(["serve"]) == 1
+    assert capsys.readouterr().err == (
+        "simulacra: ICE server URL 'http://x' must start with stun:, stuns:, turn: or turns:"
+        " (from SIMULACRA_ICE_SERVERS)\n"
+    )
+    monkeypatch.delenv("SIMULACRA_ICE_SERVERS")
+    assert main(["serve", "--ice-server", "turn:h:3478"]) == 1
+    assert "needs turn_secret" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--ice-server", "stun:h h"])
+    assert "whitespace" in capsys.readouterr().err
+    monkeypatch.setenv("SIMULACRA_TURN_TTL", "0")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve"])
+    assert "(from SIMULACRA_TURN_TTL)" in capsys.readouterr().err

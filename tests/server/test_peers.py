@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from server_testkit import DEADLINE_S, running_server, wait_until, ws_url
+from server_testkit import DEADLINE_S, recv_ice, running_server, wait_until, ws_url
 from websockets.asyncio.client import ClientConnection as WsClientConnection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -51,6 +51,7 @@ async def rtc_client(srv: Server, token: str) -> AsyncIterator[RtcClient]:
     await pc.setLocalDescription(await pc.createOffer())
     try:
         async with connect(ws_url(srv, token, "webrtc")) as ws:
+            assert await recv_ice(ws) == []
             await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
             async with asyncio.timeout(DEADLINE_S):
                 answer = json.loads(await ws.recv())
@@ -125,6 +126,7 @@ async def test_no_offer_times_out(tmp_path: Path) -> None:
 async def test_bad_signaling_message(tmp_path: Path) -> None:
     async with running_server(tmp_path) as srv:
         async with connect(ws_url(srv, srv.admin_token, "webrtc")) as ws:
+            await recv_ice(ws)
             await ws.send("not json")
             async with asyncio.timeout(DEADLINE_S):
                 reply = json.loads(await ws.recv())

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
-from server_testkit import DEADLINE_S, ProtoClient, running_server, wait_until, ws_url
+from server_testkit import DEADLINE_S, ProtoClient, recv_ice, running_server, wait_until, ws_url
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -38,6 +38,7 @@ async def test_video_mode_streams_vp8_frames_of_the_app_size(tmp_path: Path) -> 
             await pc.setLocalDescription(await pc.createOffer())
             conn = ClientConnection()
             async with connect(ws_url(srv, srv.admin_token, "webrtc")) as ws:
+                assert await recv_ice(ws) == []
                 await ws.send(json.dumps({"type": "offer", "sdp": pc.localDescription.sdp}))
                 async with asyncio.timeout(DEADLINE_S):
                     answer = json.loads(await ws.recv())

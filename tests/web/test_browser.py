@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -131,6 +132,48 @@ async def test_webrtc_session(server: Any, browser: Any, tmp_path: Path) -> None
     shot = tmp_path / "2048.png"
     await page.screenshot(path=str(shot))
     keep_screenshot(shot, "2048.png")
+
+
+def host_candidate_ports(sdp: str) -> set[int]:
+    """Ports of the host candidates in an SDP (``a=candidate:… <ip> <port> typ host``)."""
+    ports = set()
+    for line in sdp.splitlines():
+        fields = line.split()
+        if line.startswith("a=candidate:") and fields[6:8] == ["typ", "host"]:
+            ports.add(int(fields[5]))
+    return ports
+
+
+async def test_webrtc_session_with_a_stun_server(
+    tmp_path: Path, browser: Any, stun_server: Any
+) -> None:
+    async with running_server(tmp_path / "data", ice_servers=(stun_server.url,)) as srv:
+        page = await open_client(browser, srv)
+        await streaming(page, "webrtc")
+        state = await client_state(page)
+        assert (state["fallbackReason"], state["mismatches"]) == ("", 0)
+        (peer,) = srv._peers  # noqa: SLF001
+        ours = host_candidate_ports(peer.pc.localDescription.sdp)
+    # Both peers asked the STUN server: ours from its host candidates, Chromium from others.
+    asked_from = {port for _, port in stun_server.sources}
+    assert asked_from & ours
+    assert asked_from - ours, "Chromium sent no STUN request"
+
+
+async def test_bad_ice_list_falls_back_to_websocket(server: Any, browser: Any) -> None:
+    page = await browser.new_page()
+
+    async def signal(route: Any) -> None:
+        if "transport=webrtc" in route.url:
+            route.send(json.dumps({"type": "ice", "iceServers": [{"urls": "http://x"}]}))
+        else:
+            route.connect_to_server()
+
+    await page.route_web_socket(re.compile(r".*/signal\?.*"), signal)
+    await page.goto(f"{server.url}/?token={server.admin_token}")
+    await streaming(page, "ws")
+    reason = await page.evaluate("() => window.simulacra.fallbackReason")
+    assert reason == 'bad ICE server list: not a stun:, stuns:, turn: or turns: URL: "http://x"'
 
 
 TOUCH_SWIPE_RIGHT = """() => {

@@ -94,4 +94,8 @@ class App(ABC):
 
     @abstractmethod
     def render(self, state: Any) -> np.ndarray:
-        """The framebuffer: ``np.uint8`` array of shape (height, width, 3)."""
+        """The framebuffer: a new ``np.uint8`` array of shape (height, width, 3) each call
+
+        (the session keeps it as the picture its viewers hold and diffs the next one
+        against it, so it must not change afterwards).
+        """

@@ -4,7 +4,9 @@
 
     open_transport(url, token, "webrtc")                      open_transport(url, token, "ws")
       WS /signal?token=T&transport=webrtc                       WS /signal?token=T&transport=ws
-      text {"type":"offer","sdp"} ──────► server                binary frame = one message
+      text {"type":"ice","iceServers"} ◄── (checked; then        binary frame = one message
+                          our RTCPeerConnection uses them)
+      text {"type":"offer","sdp"} ──────► server
       text {"type":"answer","sdp"} ◄────                        (both directions)
       data channel "sim" opens ─► one message per channel message
       video=True: a recvonly VP8 transceiver in the offer; decoded frames counted,
@@ -31,6 +33,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
     RTCSessionDescription,
@@ -50,6 +54,7 @@ from simulacra.errors import (
     TransportError,
     Unauthorized,
 )
+from simulacra.protocol.ice import IceServer, parse_ice_servers
 from simulacra.protocol.jsontext import parse_json_object
 
 __all__ = [
@@ -265,26 +270,39 @@ class WebRtcTransport(Transport):
         self._ws = ws
         self._record = record
         self._on_video_frame = on_video_frame
-        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._wants_video = video
+        # Built by negotiate once the server's ICE servers are known.
+        self._pc: RTCPeerConnection | None = None
+        self._channel: RTCDataChannel | None = None
+        self.ice_servers: tuple[IceServer, ...] = ()
         self._video_task: asyncio.Task[None] | None = None
-        if video:
-            self._want_video()
-        self._channel = self._pc.createDataChannel("sim", ordered=True)
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._queued_bytes = 0
         self._opened = asyncio.Event()
         self._closed = asyncio.Event()
         self._error: SimulacraError | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._channel.on("open", self._opened.set)
-        self._channel.on("message", self._on_message)
-        self._channel.on("close", lambda: self._finish(None))
-        self._pc.on("connectionstatechange", self._on_state)
 
-    def _want_video(self) -> None:
+    def _build_peer(self, servers: tuple[IceServer, ...]) -> RTCPeerConnection:
+        """The peer connection on the server's ICE servers, with channel "sim" (and video)."""
+        rtc_servers = [
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in servers
+        ]
+        pc = self._pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_servers))
+        if self._wants_video:
+            self._want_video(pc)
+        channel = self._channel = pc.createDataChannel("sim", ordered=True)
+        channel.on("open", self._opened.set)
+        channel.on("message", self._on_message)
+        channel.on("close", lambda: self._finish(None))
+        pc.on("connectionstatechange", lambda: self._on_state(pc))
+        return pc
+
+    def _want_video(self, pc: RTCPeerConnection) -> None:
         """A recvonly VP8 transceiver: the offer gets the video m-line the server needs."""
         self.video = VideoStats()
-        transceiver = self._pc.addTransceiver("video", direction="recvonly")
+        transceiver = pc.addTransceiver("video", direction="recvonly")
         capabilities = RTCRtpReceiver.getCapabilities("video")
         vp8 = [c for c in capabilities.codecs if c.mimeType == "video/VP8"] if capabilities else []
         if vp8:
@@ -306,7 +324,7 @@ class WebRtcTransport(Transport):
             await handle(packet, arrival_time_ms=arrival_time_ms)
 
         receiver._handle_rtp_packet = counted  # type: ignore[method-assign]
-        self._pc.on("track", self._on_track)
+        pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video" and self._video_task is None:
@@ -343,9 +361,9 @@ class WebRtcTransport(Transport):
             return
         self._queue.put_nowait(data)
 
-    def _on_state(self) -> None:
-        if self._pc.connectionState in ("failed", "closed"):
-            self._finish(TransportError(f"WebRTC connection {self._pc.connectionState}"))
+    def _on_state(self, pc: RTCPeerConnection) -> None:
+        if pc.connectionState in ("failed", "closed"):
+            self._finish(TransportError(f"WebRTC connection {pc.connectionState}"))
 
     def _finish(self, error: SimulacraError | None) -> None:
         if self._closed.is_set():
@@ -355,10 +373,18 @@ class WebRtcTransport(Transport):
         self._queue.put_nowait(None)
 
     async def negotiate(self, timeout: float) -> None:
-        """Offer, take the answer, and wait for the channel to open."""
+        """Take the ICE servers, offer, take the answer, and wait for the channel to open."""
+        try:
+            async with asyncio.timeout(timeout):
+                self.ice_servers = await self._await_ice()
+        except TimeoutError:
+            raise TransportError(f"no ICE server list within {timeout:g} s") from None
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+        pc = self._build_peer(self.ice_servers)
         # aiortc gathers every candidate inside setLocalDescription: no trickle ICE.
-        await self._pc.setLocalDescription(await self._pc.createOffer())
-        offer = {"type": "offer", "sdp": self._pc.localDescription.sdp}
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = {"type": "offer", "sdp": pc.localDescription.sdp}
         try:
             await self._ws.send(json.dumps(offer))
             async with asyncio.timeout(timeout):
@@ -367,7 +393,7 @@ class WebRtcTransport(Transport):
             raise TransportError(f"no SDP answer within {timeout:g} s") from None
         except ConnectionClosed as exc:
             raise _closed_error(exc) from None
-        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         self._watcher = asyncio.create_task(self._watch_signaling())
         opened = asyncio.create_task(self._opened.wait())
         closed = asyncio.create_task(self._closed.wait())
@@ -380,6 +406,26 @@ class WebRtcTransport(Transport):
             raise self._error or TransportError("data channel closed before it opened")
         if not self._opened.is_set():
             raise TransportError(f"data channel did not open within {timeout:g} s")
+
+    async def _await_ice(self) -> tuple[IceServer, ...]:
+        """The server's first signaling frame: {"type":"ice","iceServers":[...]}, checked."""
+        message = await self._ws.recv()
+        if self._record is not None:
+            self._record.write(message)
+        if isinstance(message, bytes):
+            raise ProtocolError("server sent a binary frame before its ICE server list")
+        obj = _parse_signal(message)
+        if obj.get("type") == "error":
+            raise _signal_error(obj)
+        if obj.get("type") != "ice":
+            raise ProtocolError(
+                f"server's first signaling frame must be its ICE server list,"
+                f" got type {str(obj.get('type'))[:64]!r}"
+            )
+        try:
+            return parse_ice_servers(obj.get("iceServers"))
+        except ProtocolError as exc:
+            raise ProtocolError(f"server's ICE server list is invalid: {exc}") from None
 
     async def _await_answer(self) -> str:
         while True:
@@ -413,9 +459,10 @@ class WebRtcTransport(Transport):
             self._finish(exc)
 
     async def send(self, data: bytes) -> None:
-        if self._closed.is_set() or self._channel.readyState != "open":
+        channel = self._channel
+        if self._closed.is_set() or channel is None or channel.readyState != "open":
             raise self._error or TransportError("data channel is closed")
-        self._channel.send(data)
+        channel.send(data)
 
     async def recv(self) -> bytes:
         item = await self._queue.get()
@@ -440,8 +487,9 @@ class WebRtcTransport(Transport):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         # aiortc's close waits on its senders and receivers; never wait forever.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._pc.close(), _PC_CLOSE_S)
+        if self._pc is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pc.close(), _PC_CLOSE_S)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ws.close(), _PC_CLOSE_S)
 

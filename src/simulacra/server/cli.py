@@ -3,12 +3,14 @@
 ::
 
     simulacra serve [--host H] [--port P] [--data DIR] [--app NAME] [--reference]
+                    [--ice-server URL]... [--turn-secret S] [--turn-ttl SECONDS]
         ─► first start: compiles the app's emulators, progress bars on stderr
         ─► Server ─► "simulacra serving 2048 at http://H:P/?token=T" (once /healthz is ready)
     simulacra users add NAME [--role control|view] [--data DIR]   ─► token, last line
     simulacra users ls [--data DIR] [--json]
 
-Every flag also reads ``SIMULACRA_<FLAG>`` (``SIMULACRA_PORT=0`` picks a free port).
+Every flag also reads ``SIMULACRA_<FLAG>`` (``SIMULACRA_PORT=0`` picks a free port);
+the repeatable ``--ice-server`` reads ``SIMULACRA_ICE_SERVERS``, comma-separated.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 
 from simulacra.apps import APP_NAMES, get_app
 from simulacra.config import add_option, env_name
+from simulacra.errors import ConfigError
+from simulacra.protocol.ice import ice_url_problem
 from simulacra.server.auth import ROLES
 from simulacra.server.config import ServerConfig
 from simulacra.server.server import Server
@@ -40,6 +44,40 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
     return port
+
+
+def _ice_url(text: str) -> str:
+    problem = ice_url_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _turn_ttl(text: str) -> float:
+    try:
+        ttl = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"TURN TTL must be seconds, got {text!r}") from None
+    if not 0 < ttl < float("inf"):
+        raise argparse.ArgumentTypeError(f"TURN TTL must be positive, got {text!r}")
+    return ttl
+
+
+ICE_SERVERS_ENV = env_name("--ice-servers")
+
+
+def _ice_servers(flags: list[str] | None) -> tuple[str, ...]:
+    """``--ice-server`` flags when given, else ``SIMULACRA_ICE_SERVERS`` (comma-separated)."""
+    if flags is not None:
+        return tuple(flags)
+    # add_option maps one flag to one value; a list from one variable is split here.
+    raw = os.environ.get(ICE_SERVERS_ENV, "")
+    urls = tuple(url.strip() for url in raw.split(",") if url.strip())
+    for url in urls:
+        problem = ice_url_problem(url)
+        if problem is not None:
+            raise ConfigError(f"{problem} (from {ICE_SERVERS_ENV})")
+    return urls
 
 
 def _add_data(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +104,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="run apps on their reference code instead of the emulators (for comparison)"
         f" [env {env_name('--reference')}]",
     )
+    serve.add_argument(
+        "--ice-server",
+        dest="ice_servers",
+        action="append",
+        type=_ice_url,
+        metavar="URL",
+        help="STUN/TURN server for WebRTC peers (stun:host:port, turn:host:port?transport=udp,"
+        f" stuns:, turns:); repeatable [env {ICE_SERVERS_ENV}, comma-separated, default none]",
+    )
+    add_option(
+        serve,
+        "--turn-secret",
+        default="",
+        help="coturn's static-auth-secret: TURN URLs get credentials minted from it"
+        " (prefer the environment: flags show in ps)",
+    )
+    add_option(
+        serve, "--turn-ttl", default=3600.0, type=_turn_ttl, help="seconds TURN credentials last"
+    )
     serve.set_defaults(handler=_serve)
 
     users = subparsers.add_parser("users", help="manage users and their tokens")
@@ -91,6 +148,9 @@ def _serve(args: argparse.Namespace) -> int:
         progress=True,
         mqtt=args.mqtt,
         node=args.node,
+        ice_servers=_ice_servers(args.ice_servers),
+        turn_secret=args.turn_secret,
+        turn_ttl=args.turn_ttl,
     )
     return asyncio.run(_run_server(config))
 

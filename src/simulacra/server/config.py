@@ -6,10 +6,12 @@ the CLI maps flags and ``SIMULACRA_*`` variables onto these fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from simulacra.errors import ConfigError
+from simulacra.protocol.ice import MAX_ICE_SERVERS, ice_url_problem, is_turn_url
 
 __all__ = ["ServerConfig"]
 
@@ -42,6 +44,11 @@ class ServerConfig:
     refresh_interval: float = 1.0  # seconds between checks for patched emulators
     mqtt: str | None = None  # None: embedded broker on loopback; "off": no MQTT; else mqtt://…
     node: str = ""  # node name in MQTT topics; "" = <hostname>-<pid>
+    # STUN/TURN URLs handed to every WebRTC peer (ours too); () = host candidates only.
+    ice_servers: tuple[str, ...] = ()
+    # coturn's static-auth-secret: TURN credentials are minted from it per connection.
+    turn_secret: str = field(default="", repr=False)
+    turn_ttl: float = 3600.0  # seconds a minted TURN credential stays valid
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -56,5 +63,20 @@ class ServerConfig:
             raise ConfigError(f"frame_window must be >= 1, got {self.frame_window}")
         if self.regroup_interval < 0 or not 0 <= self.regroup_budget <= 1:
             raise ConfigError("regroup_interval must be >= 0 and regroup_budget in 0..1")
+        self._check_ice()
         if not isinstance(self.data_dir, Path):
             object.__setattr__(self, "data_dir", Path(self.data_dir))
+
+    def _check_ice(self) -> None:
+        if not isinstance(self.ice_servers, tuple):
+            object.__setattr__(self, "ice_servers", tuple(self.ice_servers))
+        if len(self.ice_servers) > MAX_ICE_SERVERS:
+            raise ConfigError(f"at most {MAX_ICE_SERVERS} ICE servers, got {len(self.ice_servers)}")
+        for url in self.ice_servers:
+            problem = ice_url_problem(url)
+            if problem is not None:
+                raise ConfigError(problem)
+        if not self.turn_secret and any(is_turn_url(url) for url in self.ice_servers):
+            raise ConfigError("a turn: or turns: ICE server needs turn_secret to mint credentials")
+        if not 0 < self.turn_ttl < math.inf:
+            raise ConfigError(f"turn_ttl must be positive and finite, got {self.turn_ttl}")

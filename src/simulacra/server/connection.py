@@ -42,6 +42,7 @@ from simulacra.protocol.messages import (
 )
 from simulacra.protocol.session import ServerConnection, error_code_for
 from simulacra.protocol.wire import encode_message
+from simulacra.server.ice import IceSettings
 from simulacra.server.sessions import (
     AppRunners,
     AppSession,
@@ -97,6 +98,7 @@ class LinkContext:
     on_closed: Callable[[Link], None]
     # Hello(app="viewer", session=<entry id>) opens a shared file's picture (files API).
     open_viewer: Callable[[str, str], AppSession] | None = None
+    ice: IceSettings = IceSettings()  # STUN/TURN servers of WebRTC peers (signaling.py)
 
 
 def close_code(code: int) -> tuple[int, str]:

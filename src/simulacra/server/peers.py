@@ -2,7 +2,8 @@
 
 ::
 
-    signaling  {"type":"offer","sdp"} ─► PeerSession.answer ─► setRemote, createAnswer,
+    signaling  {"type":"ice","iceServers"} sent first; this peer uses its STUN servers
+               {"type":"offer","sdp"} ─► PeerSession.answer ─► setRemote, createAnswer,
                                                               setLocal (all candidates gathered)
                ◄── {"type":"answer","sdp"}
     offer has a video m-line ─► SessionVideoTrack on a sendonly VP8 transceiver (before answering)
@@ -22,6 +23,7 @@ import asyncio
 import fractions
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from aiortc import (
@@ -37,6 +39,7 @@ from av import VideoFrame
 
 from simulacra.errors import ProtocolError
 from simulacra.server.connection import Link, LinkContext
+from simulacra.server.ice import rtc_ice_servers
 from simulacra.server.sessions import AppSession
 from simulacra.server.store import User
 
@@ -159,9 +162,11 @@ class PeerSession:
         *,
         on_link: Callable[[Link], None],
         on_closed: Callable[[PeerSession, int, str], None],
+        ice_servers: list[dict[str, Any]] | None = None,
     ) -> None:
         self.ctx = ctx
         self.user = user
+        self.ice_servers = ice_servers or []  # JSON-ready, as the client got them
         self.pc: RTCPeerConnection | None = None
         self.channel: RTCDataChannel | None = None
         self.link: Link | None = None
@@ -182,7 +187,9 @@ class PeerSession:
             raise ProtocolError("this signaling socket already has a peer connection")
         if len(offer_sdp) > MAX_SDP_CHARS:
             raise ProtocolError(f"SDP offer longer than {MAX_SDP_CHARS} characters")
-        pc = self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=rtc_ice_servers(self.ice_servers, stun_only=True))
+        )
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)
         if offers_video(offer_sdp):

@@ -66,6 +66,7 @@ from simulacra.server.http import (
     text_reply,
     to_response,
 )
+from simulacra.server.ice import IceSettings
 from simulacra.server.peers import PeerSession
 from simulacra.server.sessions import (
     AppRunners,
@@ -175,6 +176,7 @@ class Server:
             dictionary_slots=cfg.dictionary_slots,
             on_closed=self._links.discard,
             open_viewer=self._open_viewer,
+            ice=IceSettings.from_config(cfg),
         )
         try:
             self._ws = await serve(

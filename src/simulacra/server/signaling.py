@@ -3,7 +3,9 @@
 ::
 
     transport=ws      binary frames ──► Link.feed ──► ...   Link ──► WsTransport ──► binary frames
-    transport=webrtc  text {"type":"offer"} ──► PeerSession.answer ──► text {"type":"answer"}
+    transport=webrtc  text {"type":"ice","iceServers"} first (ice.py: STUN/TURN, fresh TURN
+                      credentials), then
+                      text {"type":"offer"} ──► PeerSession.answer ──► text {"type":"answer"}
                       (then the protocol runs on the data channel; closing this socket
                        closes the peer, closing the peer closes this socket)
 
@@ -17,6 +19,7 @@ import asyncio
 import collections
 import json
 import logging
+import time
 from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection as WsConnection
@@ -25,6 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from simulacra.errors import ProtocolError
 from simulacra.protocol.jsontext import parse_json_object
 from simulacra.server.connection import Link, LinkContext
+from simulacra.server.ice import ice_servers_for
 from simulacra.server.peers import PeerSession
 from simulacra.server.sessions import AppSession
 from simulacra.server.store import User
@@ -138,7 +142,10 @@ async def serve_webrtc_signaling(
         # Closing from inside this callback would wait on ourselves; let it run apart.
         asyncio.get_running_loop().create_task(ws.close(code if code != 1006 else 1000, reason))
 
-    peer = PeerSession(ctx, user, on_link=on_link, on_closed=closed)
+    # Sent before anything else: the client builds its peer connection from this list.
+    ice_servers = ice_servers_for(ctx.ice, user.name, time.time())
+    await _send_json(ws, {"type": "ice", "iceServers": ice_servers})
+    peer = PeerSession(ctx, user, on_link=on_link, on_closed=closed, ice_servers=ice_servers)
     on_peer(peer)
     code, reason = 1000, "signaling closed"
     try:

@@ -1,6 +1,7 @@
 // The two carriers of the protocol: a WebRTC data channel, or the WebSocket itself.
 //
-//   WS /signal?token=T&transport=webrtc ── {"type":"offer"} (all candidates) ──► server
+//   WS /signal?token=T&transport=webrtc ◄── {"type":"ice","iceServers"} (checked) ──
+//        RTCPeerConnection({iceServers}) ── {"type":"offer"} (all candidates) ──► server
 //        ◄── {"type":"answer"} ── data channel "sim" opens ──► resolve(carrier)
 //   WS /signal?token=T&transport=ws ──► open ──► resolve(carrier): binary frames
 //
@@ -49,12 +50,65 @@ function waitIceComplete(pc) {
   });
 }
 
+// The server's {"type":"ice","iceServers":[...]}: checked as strictly as the headless
+// client does (protocol/ice.py), so a bad list fails here, not inside RTCPeerConnection.
+export const MAX_ICE_SERVERS = 16;
+const MAX_ICE_URL_CHARS = 256;
+const MAX_ICE_CREDENTIAL_CHARS = 512;
+const ICE_URL = /^(stuns?|turns?):[A-Za-z0-9._-]+(:[0-9]{1,5})?(\?transport=(udp|tcp))?$/;
+const ICE_KEYS = new Set(["urls", "username", "credential"]);
+
+function checkIceUrl(url) {
+  if (typeof url !== "string" || url.length > MAX_ICE_URL_CHARS) {
+    throw new Error(`ICE server URL must be a string of at most ${MAX_ICE_URL_CHARS} characters`);
+  }
+  const m = ICE_URL.exec(url);
+  const port = m && m[2] ? Number(m[2].slice(1)) : 1;
+  if (!m || port < 1 || port > 65535 || (m[4] && !m[1].startsWith("turn"))) {
+    const shown = JSON.stringify(url.slice(0, 64));
+    throw new Error(`not a stun:, stuns:, turn: or turns: URL: ${shown}`);
+  }
+  return url;
+}
+
+export function checkIceServers(list) {
+  if (!Array.isArray(list)) throw new Error("iceServers must be a list");
+  if (list.length > MAX_ICE_SERVERS) throw new Error(`more than ${MAX_ICE_SERVERS} ICE servers`);
+  return list.map((entry) => {
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      throw new Error("each ICE server must be an object");
+    }
+    for (const key of Object.keys(entry)) {
+      if (!ICE_KEYS.has(key)) {
+        throw new Error(`unexpected ICE server key ${JSON.stringify(key.slice(0, 64))}`);
+      }
+    }
+    const urls = typeof entry.urls === "string" ? [entry.urls] : entry.urls;
+    if (!Array.isArray(urls) || urls.length < 1 || urls.length > MAX_ICE_SERVERS) {
+      throw new Error(`ICE server urls must be a string or 1..${MAX_ICE_SERVERS} strings`);
+    }
+    const server = { urls: urls.map(checkIceUrl) };
+    if ((entry.username === undefined) !== (entry.credential === undefined)) {
+      throw new Error("an ICE server has a username and a credential, or neither");
+    }
+    for (const key of ["username", "credential"]) {
+      if (entry[key] === undefined) continue;
+      if (typeof entry[key] !== "string" || entry[key].length > MAX_ICE_CREDENTIAL_CHARS) {
+        const limit = MAX_ICE_CREDENTIAL_CHARS;
+        throw new Error(`ICE server ${key} must be a string of at most ${limit} characters`);
+      }
+      server[key] = entry[key];
+    }
+    return server;
+  });
+}
+
 export function connectWebRTC(token) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(signalUrl(token, "webrtc"));
-    const pc = new RTCPeerConnection({ iceServers: [] });
-    const channel = pc.createDataChannel("sim");
-    channel.binaryType = "arraybuffer";
+    // Built once the server's ICE servers arrive: they are its first message.
+    let pc = null;
+    let channel = null;
     let open = false;
     let closed = false;
     const c = {
@@ -64,8 +118,8 @@ export function connectWebRTC(token) {
       send: (bytes) => channel.send(bytes),
       close: () => {
         closed = true;
-        channel.close();
-        pc.close();
+        if (channel) channel.close();
+        if (pc) pc.close();
         ws.close(1000, "bye");
       },
     };
@@ -80,17 +134,38 @@ export function connectWebRTC(token) {
       () => fail(`data channel not open within ${WEBRTC_TIMEOUT_MS / 1000} s`),
       WEBRTC_TIMEOUT_MS,
     );
-    ws.onopen = async () => {
+    const offer = async (iceServers) => {
+      try {
+        pc = new RTCPeerConnection({ iceServers });
+      } catch (err) {
+        fail(`bad ICE server list: ${err.message}`);
+        return;
+      }
+      channel = pc.createDataChannel("sim");
+      channel.binaryType = "arraybuffer";
+      channel.onopen = () => {
+        if (closed) return;
+        open = true;
+        clearTimeout(timer);
+        resolve(c);
+      };
+      channel.onmessage = (ev) => {
+        if (ev.data instanceof ArrayBuffer) c.onmessage(new Uint8Array(ev.data));
+      };
+      channel.onclose = () => fail("data channel closed");
+      pc.onconnectionstatechange = () => {
+        if (pc.connectionState === "failed") fail("WebRTC connection failed");
+      };
       try {
         await pc.setLocalDescription(await pc.createOffer());
         await waitIceComplete(pc);
-        ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
+        if (!closed) ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
       } catch (err) {
         fail(`offer failed: ${err.message}`);
       }
     };
     ws.onmessage = async (ev) => {
-      if (typeof ev.data !== "string") return;
+      if (closed || typeof ev.data !== "string") return;
       let msg;
       try {
         msg = JSON.parse(ev.data);
@@ -98,7 +173,21 @@ export function connectWebRTC(token) {
         fail("signaling sent bad JSON", true);
         return;
       }
-      if (msg.type === "answer") {
+      if (typeof msg !== "object" || msg === null) {
+        fail("signaling sent a non-object", true);
+        return;
+      }
+      if (msg.type === "ice" && pc === null) {
+        let servers;
+        try {
+          servers = checkIceServers(msg.iceServers);
+        } catch (err) {
+          // WebRTC cannot start, but the WebSocket carrier may still work: not final.
+          fail(`bad ICE server list: ${err.message}`);
+          return;
+        }
+        await offer(servers);
+      } else if (msg.type === "answer" && pc !== null) {
         try {
           await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
         } catch (err) {
@@ -106,25 +195,15 @@ export function connectWebRTC(token) {
         }
       } else if (msg.type === "error") {
         fail(`${msg.code} ${msg.message}`, true);
+      } else if (pc === null) {
+        const type = JSON.stringify(String(msg.type).slice(0, 64));
+        fail(`signaling sent ${type} before the ICE servers`);
       }
     };
     // Once the channel is up the signaling socket has done its job: the
     // session lives and dies with the data channel.
     ws.onclose = (ev) => {
       if (!open) fail(closeText(ev), isFinalClose(ev.code));
-    };
-    channel.onopen = () => {
-      if (closed) return;
-      open = true;
-      clearTimeout(timer);
-      resolve(c);
-    };
-    channel.onmessage = (ev) => {
-      if (ev.data instanceof ArrayBuffer) c.onmessage(new Uint8Array(ev.data));
-    };
-    channel.onclose = () => fail("data channel closed");
-    pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed") fail("WebRTC connection failed");
     };
   });
 }
