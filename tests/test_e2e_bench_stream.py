@@ -51,6 +51,8 @@ def test_bench_stream_prints_one_object() -> None:
     fan_out = report["fan_out"]  # the in-process server's counters for the bench session
     assert fan_out["frames"] >= report["frames"] and fan_out["encodes"] >= 1
     assert fan_out["frames_per_encode"] == round(fan_out["frames"] / fan_out["encodes"], 2)
+    cache = fan_out["tile_cache"]
+    assert 0 < cache["entries"] <= cache["max_entries"] and cache["mb"] >= 0
     base = report["baselines"]
     assert base["frames"] == 5
     assert base["raw_full_frame"] == report["width"] * report["height"] * 3

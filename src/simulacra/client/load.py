@@ -582,6 +582,14 @@ def _fan_out(server: Any, options: LoadOptions) -> dict[str, Any] | None:
     encodes = stats["encodes"]
     stats["frames_per_encode"] = round(stats["frames"] / encodes, 2) if encodes else None
     stats["fork_seconds"] = round(stats["fork_seconds"], 3)
+    # The server-wide encoded-tile cache grows until its bound, then stays: part of
+    # any RSS rise late in a run (sand keeps making tiles never seen before).
+    cache = server.sessions.cache
+    stats["tile_cache"] = {
+        "entries": len(cache),
+        "max_entries": cache.max_entries,
+        "mb": round(cache.nbytes / 2**20, 1),
+    }
     return stats
 
 
