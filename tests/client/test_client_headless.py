@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -577,3 +578,30 @@ async def test_headless_plays_over_each_carrier_and_mode(
     assert report["moves"] == 12
     assert report["mismatches"] == 0
     assert report["verified"] == report["frames"] >= 13
+
+
+class LoopbackTransport:
+    """A carrier whose far end is a FakeServer in this process."""
+
+    name = "ws"
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def send(self, data: bytes) -> None:
+        for reply in self.server.handle(data):
+            self.inbox.put_nowait(reply)
+
+    async def recv(self) -> bytes:
+        return await self.inbox.get()
+
+
+async def test_the_adapter_sends_an_owed_ack_once_no_frame_follows() -> None:
+    # One move: its answer is the only frame after the keyframe, so its Ack is owed
+    # with nothing coming to carry it; the adapter must wake for it within ACK_DELAY_S.
+    options = ClientOptions("http://x", "t", moves=1, seconds=0.5, timeout=5.0)
+    client, player, server = HeadlessClient(options), Player(options), FakeServer()
+    await client._play(LoopbackTransport(server), player, asyncio.Event())  # noqa: SLF001
+    assert server.acks == [1, 2]  # the keyframe at once, the answer late but surely
+    assert player.ack_deadline is None and player.moves == 1

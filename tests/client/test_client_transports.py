@@ -289,7 +289,10 @@ async def test_webrtc_takes_the_servers_ice_list(stun_server: Any) -> None:
             IceServer((stun_server.url,)),
             IceServer(("turn:127.0.0.1:9?transport=tcp",), "1:u", "c"),
         )
-        assert sink.getvalue().startswith(b'{"type": "ice"')  # recorded like any signaling
+        recorded = sink.getvalue()
+        assert recorded.startswith(b'{"type": "ice"')  # recorded like any signaling...
+        assert b'"credential": "<redacted>"' in recorded  # ...but no live TURN credential
+        assert b'"credential": "c"' not in recorded and b'"username": "1:u"' in recorded
         assert stun_server.requests >= 1  # our peer connection asked the server's STUN
         await transport.close()
     finally:

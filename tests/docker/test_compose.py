@@ -76,9 +76,16 @@ def test_simulacra_mints_turn_credentials_from_coturns_secret() -> None:
     env = services["simulacra"]["environment"]
     command = services["coturn"]["command"]
     assert "--use-auth-secret" in command
-    assert not any(arg.startswith(("--user=", "--lt-cred-mech")) for arg in command)
-    (secret_arg,) = [arg for arg in command if arg.startswith("--static-auth-secret=")]
-    secret = re.fullmatch(r"--static-auth-secret=\$\{(\w+):\?[^}]*\}", secret_arg)
+    assert not any(arg.startswith(("--user=", "--lt-cred-mech", "-n")) for arg in command)
+    # The secret reaches coturn by a 0600 file written at start, never its command line,
+    # and it is the same variable simulacra mints credentials from.
+    assert not any("static-auth-secret" in arg for arg in command)
+    coturn = services["coturn"]
+    shell, script = coturn["entrypoint"][:2], coturn["entrypoint"][2]
+    assert shell == ["/bin/sh", "-c"] and "umask 077" in script
+    assert "static-auth-secret=%s" in script and '"$$TURN_SECRET"' in script
+    assert 'exec turnserver -c /tmp/turnserver.conf "$$@"' in script
+    secret = re.fullmatch(r"\$\{(\w+):\?[^}]*\}", coturn["environment"]["TURN_SECRET"])
     assert secret is not None
     assert re.fullmatch(rf"\$\{{{secret[1]}:\?[^}}]*\}}", env["SIMULACRA_TURN_SECRET"])
     # Every URL parses as the server's config does, and points at coturn's published port.
@@ -93,14 +100,16 @@ def test_simulacra_mints_turn_credentials_from_coturns_secret() -> None:
     assert "3478:3478/udp" in services["coturn"]["ports"]
 
 
-def test_the_relay_reaches_this_stacks_network_and_no_other_private_one() -> None:
+def test_the_relay_reaches_simulacra_and_no_other_private_address() -> None:
     compose = _compose()
     command = compose["services"]["coturn"]["command"]
     (subnet,) = [c["subnet"] for c in compose["networks"]["default"]["ipam"]["config"]]
     network = ipaddress.ip_network(subnet)
+    simulacra = compose["services"]["simulacra"]["networks"]["default"]["ipv4_address"]
     (allowed,) = [a.split("=", 1)[1] for a in command if a.startswith("--allowed-peer-ip=")]
-    first, last = (ipaddress.ip_address(x) for x in allowed.split("-"))
-    assert (first, last) == (network[0], network[-1])  # exactly the stack's own subnet
+    # Exactly simulacra's fixed address: not the subnet, whose gateway is the Docker host.
+    assert allowed == simulacra and ipaddress.ip_address(allowed) in network
+    assert ipaddress.ip_address(allowed) not in (network[0], network[1], network[-1])
     denied = [a.split("=", 1)[1] for a in command if a.startswith("--denied-peer-ip=")]
     assert "172.16.0.0-172.31.255.255" in denied and "10.0.0.0-10.255.255.255" in denied
     assert "--no-tcp-relay" in command  # nothing relays TCP to Mosquitto on that network

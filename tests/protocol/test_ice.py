@@ -49,6 +49,7 @@ def test_good_urls(url: str) -> None:
         ("turn:h:1?transport=", "is not scheme:host"),
         ("turn:h:1?foo=bar", "is not scheme:host"),
         ("stuns:h?transport=tcp", "only turn: and turns: take a transport"),
+        ("turns:h:5349?transport=udp", "turns: runs over TLS (tcp), not udp"),
         ("ftp:h:1", "must start with stun:, stuns:, turn: or turns:"),
         ("h:1", "must start with stun:"),
         ("stun:" + "a" * 252, "longer than 256"),
@@ -111,7 +112,8 @@ def test_parse_limits() -> None:
         ([{"urls": [1]}], "must be a string"),
         ([{"urls": "stun:h", "credentialType": "password"}], "unexpected iceServers key"),
         ([{"urls": "turn:h", "credential": "c"}], "or neither"),
-        ([{"urls": "turn:h", "username": "u", "credential": None}], "or neither"),
+        ([{"urls": "turn:h", "username": "u", "credential": None}], "not null"),
+        ([{"urls": "stun:h", "username": None, "credential": None}], "not null"),
     ],
 )
 def test_parse_refuses_other_shapes(value: object, error: str) -> None:

@@ -80,7 +80,7 @@ def test_config_refuses_turn_without_a_secret(url: str) -> None:
     assert ServerConfig(ice_servers=("stun:h:3478",)).turn_secret == ""  # STUN needs none
 
 
-@pytest.mark.parametrize("ttl", [0.0, -1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("ttl", [0.0, -1.0, 59.0, float("nan"), float("inf")])
 def test_config_refuses_a_bad_turn_ttl(ttl: float) -> None:
     with pytest.raises(ConfigError, match="turn_ttl"):
         ServerConfig(turn_ttl=ttl)

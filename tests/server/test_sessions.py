@@ -584,6 +584,11 @@ async def test_groups_that_keep_up_again_are_merged_with_one_keyframe(budget: fl
         assert c.group is d.group and a.group is b.group and len(session.groups) == 2
         # The estimate: two viewers re-keyed at the size of the latest keyframe.
         assert 0 < stats.regroup_bytes <= budget * stats.frame_bytes
+    for _ in range(2):  # the two groups left keep up: nobody is re-keyed again
+        ack(a, b, c, d)
+        await next_picture(a, b, c, d)
+        assert not any(s.frames[-1].keyframe for s in sinks)
+    assert stats.regroups == (0 if budget == 0.0 else 1)
     assert stats.frame_bytes == sum(len(encode_message(f)) for s in sinks for f in s.frames)
     assert sum(s.mismatches for s in sinks) == 0
     for s in sinks:

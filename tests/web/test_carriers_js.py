@@ -48,6 +48,8 @@ def test_good_lists_are_normalised(js: Any) -> None:
         ([{"urls": "stun:h h"}], "not a stun:"),
         ([{"urls": "stun:h:0"}], "not a stun:"),
         ([{"urls": "stun:h?transport=udp"}], "not a stun:"),
+        ([{"urls": "turns:h:5349?transport=udp"}], "not a stun:"),
+        ([{"urls": "stun:h", "username": None, "credential": None}], "username must be a string"),
         ([{"urls": "stun:" + "h" * 252}], "at most 256 characters"),
         ([{"urls": "turn:h", "username": "u"}], "or neither"),
         ([{"urls": "turn:h", "username": 1, "credential": "c"}], "username must be a string"),

@@ -373,9 +373,14 @@ class WebRtcTransport(Transport):
         self._queue.put_nowait(None)
 
     async def negotiate(self, timeout: float) -> None:
-        """Take the ICE servers, offer, take the answer, and wait for the channel to open."""
+        """Take the ICE servers, offer, take the answer, and wait for the channel to open.
+
+        One deadline, ``timeout`` from now, covers all of it (as the browser's one timer).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 self.ice_servers = await self._await_ice()
         except TimeoutError:
             raise TransportError(f"no ICE server list within {timeout:g} s") from None
@@ -387,7 +392,7 @@ class WebRtcTransport(Transport):
         offer = {"type": "offer", "sdp": pc.localDescription.sdp}
         try:
             await self._ws.send(json.dumps(offer))
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 answer = await self._await_answer()
         except TimeoutError:
             raise TransportError(f"no SDP answer within {timeout:g} s") from None
@@ -398,7 +403,11 @@ class WebRtcTransport(Transport):
         opened = asyncio.create_task(self._opened.wait())
         closed = asyncio.create_task(self._closed.wait())
         try:
-            await asyncio.wait({opened, closed}, timeout=timeout, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                {opened, closed},
+                timeout=max(0.0, deadline - loop.time()),
+                return_when="FIRST_COMPLETED",
+            )
         finally:
             opened.cancel()
             closed.cancel()
@@ -410,11 +419,13 @@ class WebRtcTransport(Transport):
     async def _await_ice(self) -> tuple[IceServer, ...]:
         """The server's first signaling frame: {"type":"ice","iceServers":[...]}, checked."""
         message = await self._ws.recv()
-        if self._record is not None:
-            self._record.write(message)
         if isinstance(message, bytes):
+            if self._record is not None:
+                self._record.write(message)
             raise ProtocolError("server sent a binary frame before its ICE server list")
         obj = _parse_signal(message)
+        if self._record is not None:
+            self._record.write(_without_credentials(obj, message))
         if obj.get("type") == "error":
             raise _signal_error(obj)
         if obj.get("type") != "ice":
@@ -492,6 +503,21 @@ class WebRtcTransport(Transport):
                 await asyncio.wait_for(self._pc.close(), _PC_CLOSE_S)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ws.close(), _PC_CLOSE_S)
+
+
+def _without_credentials(obj: dict[str, Any], message: str) -> str:
+    """The ICE frame as recorded: TURN credentials redacted (they stay valid for hours and
+    recordings end up attached to bug reports); any other frame as it came."""
+    servers = obj.get("iceServers")
+    if obj.get("type") != "ice" or not isinstance(servers, list):
+        return message
+    shown = [
+        {**entry, "credential": "<redacted>"}
+        if isinstance(entry, dict) and "credential" in entry
+        else entry
+        for entry in servers
+    ]
+    return json.dumps({**obj, "iceServers": shown})
 
 
 def _parse_signal(text: str) -> dict[str, Any]:

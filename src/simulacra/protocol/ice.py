@@ -65,6 +65,8 @@ def ice_url_problem(url: object) -> str | None:
         return f"ICE server URL {shown} has a port outside 1..65535"
     if match["transport"] is not None and not scheme.startswith("turn"):
         return f"ICE server URL {shown}: only turn: and turns: take a transport"
+    if scheme == "turns" and match["transport"] == "udp":
+        return f"ICE server URL {shown}: turns: runs over TLS (tcp), not udp"
     return None
 
 
@@ -128,5 +130,7 @@ def parse_ice_servers(value: object) -> tuple[IceServer, ...]:
             raise ProtocolError("iceServers urls must be a string or a list of strings")
         if len(urls) > MAX_ICE_URLS:
             raise ProtocolError(f"an ICE server has more than {MAX_ICE_URLS} URLs")
+        if any(key in entry and entry[key] is None for key in ("username", "credential")):
+            raise ProtocolError("ICE server username and credential must be strings, not null")
         servers.append(IceServer(tuple(urls), entry.get("username"), entry.get("credential")))
     return tuple(servers)

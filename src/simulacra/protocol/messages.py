@@ -315,6 +315,7 @@ class PackedFrame(_Message):
     count: int = _spec(_int(0, MAX_TILES))  # tiles in the packed list
     size: int = _spec(_int(0, MAX_PACKED_BYTES))  # bytes ``data`` inflates to
     data: bytes = _spec(_data)
+    # The tile-table checksum (CRC-32 of the per-tile CRC-32s), not Frame's whole-picture CRC.
     checksum: int = _spec(_int(0, _UINT32 - 1))
 
     def _check_fields(self) -> None:
@@ -330,7 +331,7 @@ class PackedFrame(_Message):
 
 @dataclass(frozen=True, slots=True)
 class Ack(_Message):
-    """Client -> server, the Frame seq reconstructed and verified."""
+    """Client -> server, a Frame seq reconstructed and verified; cumulative (every earlier too)."""
 
     TYPE: ClassVar[MessageType] = MessageType.ACK
     seq: int = _spec(_SEQ)

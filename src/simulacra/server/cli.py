@@ -29,7 +29,7 @@ from simulacra.config import add_option, env_name
 from simulacra.errors import ConfigError
 from simulacra.protocol.ice import ice_url_problem
 from simulacra.server.auth import ROLES
-from simulacra.server.config import ServerConfig
+from simulacra.server.config import MIN_TURN_TTL, ServerConfig
 from simulacra.server.server import Server
 from simulacra.server.store import Store
 
@@ -58,8 +58,10 @@ def _turn_ttl(text: str) -> float:
         ttl = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"TURN TTL must be seconds, got {text!r}") from None
-    if not 0 < ttl < float("inf"):
-        raise argparse.ArgumentTypeError(f"TURN TTL must be positive, got {text!r}")
+    if not MIN_TURN_TTL <= ttl < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"TURN TTL must be {MIN_TURN_TTL:g} s or more, got {text!r}"
+        )
     return ttl
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 from simulacra.errors import ConfigError
 from simulacra.protocol.ice import MAX_ICE_SERVERS, ice_url_problem, is_turn_url
 
-__all__ = ["ServerConfig"]
+__all__ = ["ServerConfig", "MIN_TURN_TTL"]
+
+MIN_TURN_TTL = 60.0  # seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,5 +80,8 @@ class ServerConfig:
                 raise ConfigError(problem)
         if not self.turn_secret and any(is_turn_url(url) for url in self.ice_servers):
             raise ConfigError("a turn: or turns: ICE server needs turn_secret to mint credentials")
-        if not 0 < self.turn_ttl < math.inf:
-            raise ConfigError(f"turn_ttl must be positive and finite, got {self.turn_ttl}")
+        if not MIN_TURN_TTL <= self.turn_ttl < math.inf:
+            # Shorter and a credential could expire between minting and the TURN allocation.
+            raise ConfigError(
+                f"turn_ttl must be {MIN_TURN_TTL:g} s or more (finite), got {self.turn_ttl}"
+            )

@@ -582,19 +582,21 @@ class AppSession:
         """Re-merge groups that keep up but drifted apart (a hiccup or a late join split them).
 
         Groups whose every viewer is ready with at most half a window unacknowledged
-        would stay apart for good, each costing an encode per picture. Re-keyed
-        viewers form one group: with three such groups or more, all but the largest
-        get a keyframe this pass (two groups remain); with two, both do (one remains).
-        At most once per ``regroup_interval`` seconds, and only while what regroup
+        would stay apart for good, each costing an encode per picture. With three
+        such groups or more, all but the largest get a keyframe this pass and so form
+        one group (two remain). Two are left alone: merging them would re-key the
+        largest too, and one viewer that keeps falling behind would then re-key the
+        whole audience at every merge. At most once per ``regroup_interval`` seconds,
+        and only while what regroup
         keyframes cost stays within ``regroup_budget`` of the frame bytes sent: a sand
         keyframe (~1 KB) buys a merge almost every time, a 2048 one (~12 KB) rarely.
         The real cost is higher than the keyframe (the re-keyed lose their tile
         dictionary and stream history), hence a small budget. Measured on 2 cores
         (``bench stream``, 10 s): sand with 50 watchers, merges at most every 10 s of
         three groups or more: 2.7 frames per encode, 21 fps; every second within 2%:
-        11 frames per encode, 46 fps. 2048 with 10 watchers (they trail the controller
-        and split again soon): 321 B/frame without merges, 496 with a 5% budget, 371
-        with 2%.
+        10-12 frames per encode, 42-46 fps. 2048 with 10 watchers (they trail the
+        controller and split again soon): 321 B/frame without merges, 496 with a 5%
+        budget, 371-395 with 2%.
         """
         now = time.monotonic()
         if now - self._last_regroup < self._regroup_interval:
@@ -607,13 +609,11 @@ class AppSession:
             if g.version != self.version
             and all(id(m) in ready_ids and m.in_flight <= calm for m in g.members)
         ]
-        if len(steady) < 2:
+        if len(steady) < 3:
             return
         steady.sort(key=lambda g: len(g.members), reverse=True)
-        # Re-keyed viewers form one new group: of three or more, the largest keeps its
-        # state and the rest merge (two groups after); of two, both must be re-keyed.
-        merging = steady[1:] if len(steady) >= 3 else steady
-        rekeyed = [m for group in merging for m in group.members]
+        # The largest keeps its state; the rest, re-keyed in one pass, form one group.
+        rekeyed = [m for group in steady[1:] for m in group.members]
         sizes = self._keyframe_bytes
         cost = sum(sizes.get(m.mode, max(sizes.values(), default=0)) for m in rekeyed)
         stats = self.stats

@@ -64,7 +64,10 @@ function checkIceUrl(url) {
   }
   const m = ICE_URL.exec(url);
   const port = m && m[2] ? Number(m[2].slice(1)) : 1;
-  if (!m || port < 1 || port > 65535 || (m[4] && !m[1].startsWith("turn"))) {
+  // Only TURN takes a transport, and turns: runs over TLS, i.e. TCP, never udp.
+  const badTransport =
+    m && m[4] && (!m[1].startsWith("turn") || (m[1] === "turns" && m[4] === "udp"));
+  if (!m || port < 1 || port > 65535 || badTransport) {
     const shown = JSON.stringify(url.slice(0, 64));
     throw new Error(`not a stun:, stuns:, turn: or turns: URL: ${shown}`);
   }
