@@ -335,3 +335,41 @@ def test_a_second_node_starting_keeps_uploads_in_progress_but_not_crash_leftover
     assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == [live.path.name]
     assert live.write(len(data), data) == 2 * len(data)
     live.abort()
+
+
+def _age(path, seconds):
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_a_blob_whose_row_insert_failed_is_swept_once_old(files, entry, tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(files, "_insert_entry", fail)
+    orphan = b"stored, then the insert failed\n" * 50
+    with pytest.raises(sqlite3.OperationalError):
+        files.put_bytes("alice", "lost.txt", orphan)
+    monkeypatch.undo()
+    orphan_dir = files.blobs.path(hashlib.sha256(orphan).hexdigest())
+    kept_dir = files.blobs.path(hashlib.sha256(TEXT).hexdigest())  # the entry's blob
+    assert orphan_dir.is_dir() and kept_dir.is_dir()
+    assert files.remove_orphan_blobs() == 0  # fresh: another node may be about to insert
+    _age(orphan_dir, STALE_AFTER_S + 60)
+    _age(kept_dir, STALE_AFTER_S + 60)
+    FilesStore(tmp_path, try_emulator=False).close()  # the next start sweeps it
+    assert not orphan_dir.exists() and kept_dir.is_dir()
+    assert b"".join(files.read("alice", entry.id)) == TEXT
+
+
+def test_a_put_that_finds_its_blob_stored_makes_it_fresh(files, tmp_path):
+    data = b"same content twice\n" * 40
+    sha = hashlib.sha256(data).hexdigest()
+    with open(tmp_path / "x", "wb") as fh:
+        fh.write(data)
+    with open(tmp_path / "x", "rb") as fh:
+        files.blobs.put(fh, sha, len(data))
+    _age(files.blobs.path(sha), STALE_AFTER_S + 60)  # an old orphan...
+    with open(tmp_path / "x", "rb") as fh:
+        files.blobs.put(fh, sha, len(data))  # ...that a new upload of the same bytes reuses
+    assert files.remove_orphan_blobs() == 0  # no longer old: the sweep leaves it

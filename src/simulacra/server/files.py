@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import mimetypes
 import re
 import secrets
@@ -50,6 +51,8 @@ from simulacra.errors import (
     RateLimited,
 )
 from simulacra.server.store import DatabaseTables, open_database
+
+log = logging.getLogger("simulacra.server.files")
 
 __all__ = [
     "FilesStore",
@@ -426,6 +429,23 @@ class FilesStore(DatabaseTables):
         # crash can lose the last moments but never corrupts (and audit rows stay cheap).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.RLock()
+        removed = self.remove_orphan_blobs()
+        if removed:
+            log.info("removed %d stored blobs that no file names", removed)
+
+    def remove_orphan_blobs(self, *, now: float | None = None) -> int:
+        """Remove blobs no file row names: a put whose row insert failed, or a crash between
+        the two, leaves one. Old ones only (``STALE_AFTER_S``, as with uploads): another
+        node sharing this directory may be between its put and its insert right now, and
+        a put that finds its blob already stored touches it first."""
+        with self._lock:
+            named = {sha for (sha,) in self._db.execute("SELECT DISTINCT sha256 FROM files")}
+        orphans = (
+            path
+            for path in self.blobs.root.glob("??/*")
+            if path.is_dir() and path.name not in named and not path.name.startswith(".")
+        )
+        return remove_stale(orphans, now=time.time() if now is None else now)
 
     # -- helpers ---------------------------------------------------------------
 
