@@ -57,6 +57,9 @@ def test_bench_stream_prints_one_object() -> None:
     assert base["frames"] == 5
     assert base["raw_full_frame"] == report["width"] * report["height"] * 3
     assert base["zlib_full_frame"] > 0 and base["tiles"] > 0
+    over_run = base["over_run"]  # each baseline against our bytes per frame over the run
+    ratio = base["zlib_full_frame"] / report["bytes_per_frame"]
+    assert over_run["zlib_full_frame"] == pytest.approx(ratio, rel=0.01)  # bytes/frame is rounded
 
 
 def test_bench_stream_bad_option_is_one_line() -> None:

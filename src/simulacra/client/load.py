@@ -566,8 +566,27 @@ async def run_load(
         "fan_out": fan_out,
         "process_note": note,
         "runner": "reference" if options.reference and options.url is None else "emulators",
-        "baselines": results[0]["baselines"],
+        "baselines": _with_run_ratios(
+            results[0]["baselines"], frame_bytes / frames if frames else 0
+        ),
     }
+
+
+def _with_run_ratios(base: dict[str, Any], ours: float) -> dict[str, Any]:
+    """The sampled baselines plus their ratio to our bytes per frame over the whole run.
+
+    ``*_over_tiles`` compare the sampled frames only: the controller's first ones, which
+    hold its join keyframe and the dictionary's warm-up; ``over_run`` compares each
+    baseline's mean with what every client received on average over the run.
+    """
+    if not ours or not base.get("frames"):
+        return base
+    over_run = {
+        name: round(base[name] / ours, 2)
+        for name in ("raw_full_frame", "zlib_full_frame", "vp8")
+        if isinstance(base.get(name), int | float)
+    }
+    return {**base, "over_run": over_run}
 
 
 def _fan_out(server: Any, options: LoadOptions) -> dict[str, Any] | None:
