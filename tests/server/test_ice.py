@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,14 @@ from websockets.asyncio.client import connect
 from simulacra.client.headless import ClientOptions, HeadlessClient
 from simulacra.errors import ConfigError
 from simulacra.server.config import ServerConfig
-from simulacra.server.ice import IceSettings, ice_servers_for, rtc_ice_servers, turn_credentials
+from simulacra.server.ice import (
+    IceHealth,
+    IceSettings,
+    ice_servers_for,
+    probe_ice_servers,
+    rtc_ice_servers,
+    turn_credentials,
+)
 
 SECRET = "s3cret-shared-with-coturn"
 NOW = 1_700_000_000
@@ -206,3 +214,47 @@ async def test_headless_client_streams_through_a_stun_configured_server(
     assert report["verified"] == report["frames"] >= 5
     # Both peers gathered through it: requests came from at least two sockets.
     assert stun_server.requests >= 2 and len(stun_server.sources) >= 2
+
+
+# -- probes: which servers answer from here ------------------------------------------------
+
+
+def _dead_udp_port() -> int:
+    """A loopback UDP port nobody listens on (bound, read, released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_probes_tell_answering_servers_from_silent_ones(stun_server: Any) -> None:
+    dead = f"stun:127.0.0.1:{_dead_udp_port()}"
+    alive, silent, tls = await probe_ice_servers(
+        (stun_server.url, dead, "turns:127.0.0.1:5349"), timeout=1.0
+    )
+    assert alive.reachable is True and alive.rtt_ms is not None and alive.detail == "answered"
+    assert silent.reachable is False and silent.rtt_ms is None
+    assert tls.reachable is None  # TLS needs a TCP handshake: not probed, not held against it
+    assert stun_server.requests >= 1
+    health = IceHealth((alive, silent, tls))
+    assert health.unreachable == {dead}
+    servers = [{"urls": [stun_server.url, dead]}]
+    (kept,) = rtc_ice_servers(servers, stun_only=True, skip=health.unreachable)
+    assert kept.urls == [stun_server.url]  # our own peer never waits on the silent one
+    assert rtc_ice_servers([{"urls": [dead]}], skip=health.unreachable) == []
+
+
+async def test_the_admin_sees_the_probes_and_the_log_names_a_silent_server(
+    tmp_path: Path, stun_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    dead = f"stun:127.0.0.1:{_dead_udp_port()}"
+    async with running_server(tmp_path, ice_servers=(stun_server.url, dead)) as srv:
+        bob = srv.add_user("bob", role="view")
+        admin = await http_get(
+            f"{srv.url}/api/status", {"Authorization": f"Bearer {srv.admin_token}"}
+        )
+        other = await http_get(f"{srv.url}/api/status", {"Authorization": f"Bearer {bob}"})
+    probes = json.loads(admin.body)["ice"]["servers"]
+    assert [(p["url"], p["reachable"]) for p in probes] == [(stun_server.url, True), (dead, False)]
+    assert json.loads(other.body)["ice"] is None  # the network layout is the admin's business
+    assert f"ICE server {dead} does not answer" in caplog.text

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_ICE_CREDENTIAL_CHARS",
     "IceServer",
     "ice_url_problem",
+    "ice_url_address",
     "is_turn_url",
     "parse_ice_servers",
 ]
@@ -68,6 +69,25 @@ def ice_url_problem(url: object) -> str | None:
     if scheme == "turns" and match["transport"] == "udp":
         return f"ICE server URL {shown}: turns: runs over TLS (tcp), not udp"
     return None
+
+
+DEFAULT_PORTS = {"stun": 3478, "turn": 3478, "stuns": 5349, "turns": 5349}
+
+
+def ice_url_address(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, transport) of a URL ``ice_url_problem`` accepts.
+
+    The port defaults per scheme (3478, TLS ones 5349); the transport is ``udp``
+    unless the URL says otherwise or the scheme runs over TLS (``tcp``).
+    """
+    problem = ice_url_problem(url)
+    match = _ICE_URL.fullmatch(url)
+    if problem is not None or match is None:
+        raise ProtocolError(problem or f"not an ICE server URL: {url[:64]!r}")
+    scheme = match["scheme"]
+    port = int(match["port"]) if match["port"] else DEFAULT_PORTS[scheme]
+    transport = match["transport"] or ("tcp" if scheme.endswith("s") else "udp")
+    return scheme, match["host"], port, transport
 
 
 def is_turn_url(url: str) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from simulacra.errors import NotFound, ProtocolError, SimulacraError
@@ -42,7 +42,7 @@ from simulacra.protocol.messages import (
 )
 from simulacra.protocol.session import ServerConnection, error_code_for
 from simulacra.protocol.wire import encode_message
-from simulacra.server.ice import IceSettings
+from simulacra.server.ice import IceHealth, IceSettings
 from simulacra.server.sessions import (
     AppRunners,
     AppSession,
@@ -99,6 +99,7 @@ class LinkContext:
     # Hello(app="viewer", session=<entry id>) opens a shared file's picture (files API).
     open_viewer: Callable[[str, str], AppSession] | None = None
     ice: IceSettings = IceSettings()  # STUN/TURN servers of WebRTC peers (signaling.py)
+    ice_health: IceHealth = field(default_factory=IceHealth)  # their latest probes
 
 
 def close_code(code: int) -> tuple[int, str]:

@@ -3,6 +3,7 @@
 ::
 
     signaling  {"type":"ice","iceServers"} sent first; this peer uses its STUN servers
+               (those the last probe reached: ice.IceHealth)
                {"type":"offer","sdp"} ─► PeerSession.answer ─► setRemote, createAnswer,
                                                               setLocal (all candidates gathered)
                ◄── {"type":"answer","sdp"}
@@ -188,7 +189,11 @@ class PeerSession:
         if len(offer_sdp) > MAX_SDP_CHARS:
             raise ProtocolError(f"SDP offer longer than {MAX_SDP_CHARS} characters")
         pc = self.pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=rtc_ice_servers(self.ice_servers, stun_only=True))
+            RTCConfiguration(
+                iceServers=rtc_ice_servers(
+                    self.ice_servers, stun_only=True, skip=self.ctx.ice_health.unreachable
+                )
+            )
         )
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_state)

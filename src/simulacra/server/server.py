@@ -66,7 +66,7 @@ from simulacra.server.http import (
     text_reply,
     to_response,
 )
-from simulacra.server.ice import IceSettings
+from simulacra.server.ice import PROBE_INTERVAL_S, IceSettings
 from simulacra.server.peers import PeerSession
 from simulacra.server.sessions import (
     AppRunners,
@@ -106,6 +106,7 @@ class Server:
             load=load_runner,
         )
         self._refresher: asyncio.Task[None] | None = None
+        self._ice_prober: asyncio.Task[None] | None = None
         self.web_root = web_root if web_root is not None else default_web_root()
         self.admin_token = ""
         self.store: Store | None = None
@@ -210,7 +211,20 @@ class Server:
         self._refresher = asyncio.get_running_loop().create_task(
             self._refresh_forever(), name="emulator refresh"
         )
+        if cfg.ice_servers:
+            # Probed before the first client: an unreachable one is skipped by our peer
+            # and named in the log at once (PROBE_TIMEOUT_S at most, all in parallel).
+            await self._ctx.ice_health.refresh(cfg.ice_servers)
+            self._ice_prober = asyncio.get_running_loop().create_task(
+                self._probe_ice_forever(), name="ice probes"
+            )
         self.ready = True
+
+    async def _probe_ice_forever(self) -> None:
+        assert self._ctx is not None
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            await self._ctx.ice_health.refresh(self.config.ice_servers)
 
     async def _refresh_forever(self) -> None:
         """Pick up ``simulacra apps patch`` from other processes while running."""
@@ -236,11 +250,12 @@ class Server:
         await self._release()
 
     async def _release(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        for task in (self._refresher, self._ice_prober):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._refresher = self._ice_prober = None
         if self.sessions is not None:
             await _bounded(self.sessions.close(), "app sessions")
         if self._executor is not None:
@@ -318,7 +333,8 @@ class Server:
         sessions and of their files' viewer sessions stay private).
         """
         sessions = list(self.sessions.sessions.values()) if self.sessions is not None else []
-        if viewer is not None and viewer.name != ADMIN_NAME:
+        admin = viewer is None or viewer.name == ADMIN_NAME
+        if viewer is not None and not admin:
             sessions = [
                 s
                 for s in sessions
@@ -354,6 +370,12 @@ class Server:
             ],
             "connections": self.connection_count,
             "peers": self.peer_count,
+            # Which STUN/TURN servers answer from here: the admin's view only.
+            "ice": (
+                self._ctx.ice_health.to_json()
+                if self._ctx is not None and self.config.ice_servers and admin
+                else None
+            ),
             "mqtt": self.bus.status() if self.bus is not None else None,
         }
 
