@@ -373,3 +373,32 @@ def test_a_put_that_finds_its_blob_stored_makes_it_fresh(files, tmp_path):
     with open(tmp_path / "x", "rb") as fh:
         files.blobs.put(fh, sha, len(data))  # ...that a new upload of the same bytes reuses
     assert files.remove_orphan_blobs() == 0  # no longer old: the sweep leaves it
+
+
+def test_failed_codes_count_across_nodes_and_restarts(tmp_path, clock):
+    # No limiter given: failures are counted from the shared database's audit rows.
+    with Store(tmp_path) as users:
+        for name in ("alice", "bob"):
+            users.add_user(name)
+    node_a = FilesStore(tmp_path, try_emulator=False, clock=clock)
+    node_b = FilesStore(tmp_path, try_emulator=False, clock=clock)  # same data directory
+    try:
+        good = node_a.share("alice", node_a.put_bytes("alice", "n.txt", TEXT).id, to="bob").code
+        for node in [node_a, node_b] * 10:  # 20 guesses spread over both nodes
+            with pytest.raises(CodeError):
+                node.redeem("bob", new_code())
+        for node in (node_a, node_b):
+            with pytest.raises(RateLimited, match="try again in 60 s"):
+                node.redeem("bob", good)
+    finally:
+        node_a.close()
+        node_b.close()
+    restarted = FilesStore(tmp_path, try_emulator=False, clock=clock)
+    try:
+        clock.now += 30
+        with pytest.raises(RateLimited, match="try again in 30 s"):  # a restart forgets none
+            restarted.redeem("bob", good)
+        clock.now += 30
+        assert restarted.redeem("bob", good).name == "n.txt"  # the window passed
+    finally:
+        restarted.close()

@@ -61,6 +61,7 @@ __all__ = [
     "Share",
     "InboxItem",
     "FailureLimiter",
+    "AuditedFailureLimiter",
     "new_code",
     "normalize_code",
     "code_sha256",
@@ -153,6 +154,7 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_user_action_ts ON audit (user, action, ts);
 CREATE TABLE IF NOT EXISTS files_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -219,15 +221,52 @@ class FailureLimiter:
         with self._lock:
             times = self._recent(user)
             if len(times) >= self.limit:
-                wait = max(1, int(times[0] + self.window - self.clock() + 0.999))
-                raise RateLimited(
-                    f"too many failed codes ({self.limit} per {self.window:g} s); "
-                    f"try again in {wait} s"
-                )
+                raise _rate_limited(self.limit, self.window, times[0] - self.clock())
 
     def record(self, user: str) -> None:
         with self._lock:
             self._recent(user).append(self.clock())
+
+
+def _rate_limited(limit: int, window: float, oldest_age: float) -> RateLimited:
+    """The refusal once ``limit`` failures fell in ``window``; ``oldest_age`` is negative."""
+    wait = max(1, int(oldest_age + window + 0.999))
+    return RateLimited(f"too many failed codes ({limit} per {window:g} s); try again in {wait} s")
+
+
+class AuditedFailureLimiter:
+    """``FailureLimiter``'s rule, counted from the audit log's ``redeem_refused`` rows.
+
+    Every node on this database sees the same failures and a restart forgets none;
+    counted in memory, N nodes (or a restart) would multiply a guesser's tries.
+    ``record`` has nothing to do: ``FilesStore`` audits every refusal anyway.
+    """
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        lock: threading.RLock,
+        clock: Callable[[], float],
+        *,
+        limit: int = 20,
+        window: float = 60.0,
+    ) -> None:
+        self._db, self._lock, self.clock = db, lock, clock
+        self.limit, self.window = limit, window
+
+    def check(self, user: str) -> None:
+        now = self.clock()
+        with self._lock:
+            count, oldest = self._db.execute(
+                "SELECT COUNT(*), MIN(ts) FROM audit"
+                " WHERE user = ? AND action = 'redeem_refused' AND ts > ?",
+                (user, now - self.window),
+            ).fetchone()
+        if count >= self.limit:
+            raise _rate_limited(self.limit, self.window, oldest - now)
+
+    def record(self, user: str) -> None:
+        return None
 
 
 # -- records ---------------------------------------------------------------------
@@ -403,13 +442,12 @@ class FilesStore(DatabaseTables):
         block_size: int = DEFAULT_BLOCK_SIZE,
         max_upload: int = MAX_UPLOAD_BYTES,
         try_emulator: bool = True,
-        limiter: FailureLimiter | None = None,
+        limiter: FailureLimiter | AuditedFailureLimiter | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.max_upload = max_upload
         self.clock = clock
-        self.limiter = limiter if limiter is not None else FailureLimiter()
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self.uploads_dir = self.data_dir / "uploads"
@@ -429,6 +467,10 @@ class FilesStore(DatabaseTables):
         # crash can lose the last moments but never corrupts (and audit rows stay cheap).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.RLock()
+        # None: counted in the shared database (every node, every restart sees them).
+        self.limiter = (
+            limiter if limiter is not None else AuditedFailureLimiter(self._db, self._lock, clock)
+        )
         removed = self.remove_orphan_blobs()
         if removed:
             log.info("removed %d stored blobs that no file names", removed)
