@@ -9,6 +9,7 @@ Set SIMULACRA_UPDATE_SCREENSHOTS=1 to refresh docs/img/2048.png and sand.png.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -117,6 +118,17 @@ async def check_session(page: Any, transport: str) -> dict[str, Any]:
 async def test_webrtc_session(server: Any, browser: Any, tmp_path: Path) -> None:
     page = await open_client(browser, server)
     state = await check_session(page, "webrtc")
+    # Acks are cumulative and the last one is never left owed: once the page is idle the
+    # server holds no frame of it unacknowledged, with at most one Ack per frame sent.
+    for _ in range(500):  # 5 s at most; the owed Ack goes within 50 ms of the last frame
+        viewers = [v for s in server.sessions.sessions.values() for v in s.viewers]
+        if viewers and all(v.in_flight == 0 for v in viewers):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError(f"frames left unacknowledged: {[v.in_flight for v in viewers]}")
+    acked = await client_state(page)
+    assert 1 <= acked["stats"]["acks"] <= acked["frames"]
     assert state["fallbackReason"] == ""
     assert state["mode"] == "packed"  # the default: PackedFrames through one deflate stream
     assert await page.text_content("#status") == "webrtc"

@@ -5,6 +5,7 @@
 //        ▼
 //   carriers.js: WebRTC data channel "sim" (or the WebSocket) ─► Hello(app, session) ... Welcome
 //   Frame | PackedFrame (inflate, unpack) ─► FrameDecoder.apply ─► checksum ok ? Ack : Resync
+//     (Acks cumulative: every other frame, keyframes at once, none later than 50 ms)
 //     (Frame: CRC-32 of the picture; PackedFrame: the tile table, see tiles.js)
 //                 └─► canvas (ImageData, dirty tiles; CSS-scaled, crisp)
 //   keys / swipes / pointer (≤ 60/s) / material picker ─► Input(seq)
@@ -73,6 +74,7 @@ const stats = {
   kBps: 0,
   bytesReceived: 0,
   resyncs: 0,
+  acks: 0, // Ack messages sent (cumulative: fewer than frames on a steady stream)
   skippedFrames: 0,
   inputs: { key: 0, pointer: 0, select: 0 },
 };
@@ -343,8 +345,43 @@ function send(msg) {
   carrier.send(conn.send(msg));
 }
 
+// Acks are cumulative (docs/protocol.md): one for every other verified frame, a
+// keyframe's at once, none later than ACK_DELAY_MS. Each Ack is a DTLS record and an
+// SCTP SACK back on both ends, so half of them is a real saving for a busy server.
+const ACK_EVERY = 2;
+const ACK_DELAY_MS = 50;
+let owedSeq = 0; // newest verified frame not yet acknowledged (0: none)
+let owedCount = 0;
+let ackTimer = null;
+
+function owe(seq, keyframe) {
+  owedSeq = seq;
+  owedCount += 1;
+  if (keyframe || owedCount >= ACK_EVERY) flushAck();
+  else if (ackTimer === null) ackTimer = setTimeout(flushAck, ACK_DELAY_MS);
+}
+
+function flushAck() {
+  clearTimeout(ackTimer);
+  ackTimer = null;
+  if (owedSeq && conn && conn.state === State.STREAMING) {
+    send({ type: MessageType.Ack, seq: owedSeq });
+    stats.acks += 1;
+  }
+  owedSeq = 0;
+  owedCount = 0;
+}
+
+function forgetAcks() {
+  clearTimeout(ackTimer);
+  ackTimer = null;
+  owedSeq = 0;
+  owedCount = 0;
+}
+
 function teardown(reason) {
   generation += 1;
+  forgetAcks();
   clearInterval(reconnectTimer);
   reconnectTimer = null;
   if (carrier) {
@@ -492,7 +529,7 @@ async function onFrame(msg) {
   }
   view.checksumOk = true;
   awaitingKeyframe = false;
-  send({ type: MessageType.Ack, seq: msg.seq });
+  owe(msg.seq, msg.keyframe);
   for (const [seq, sentAt] of pendingInputs) {
     if (seq > msg.inputSeq) break;
     latencies.push(now - sentAt);
@@ -565,6 +602,7 @@ function startSession(c, gen) {
   inputRefused = "";
   pendingInputs.clear();
   awaitingKeyframe = false;
+  forgetAcks(); // a new connection owes nothing to the old one
   view.transport = c.kind;
   view.mode = wantedMode;
   view.state = "hello";
