@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -130,8 +131,7 @@ class IceProbe:
     detail: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"url": self.url, "reachable": self.reachable, "rtt_ms": self.rtt_ms,
-                "detail": self.detail}  # fmt: skip
+        return dataclasses.asdict(self)
 
 
 class _BindingClient(asyncio.DatagramProtocol):

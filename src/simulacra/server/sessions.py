@@ -319,8 +319,7 @@ class AppSession:
         self.version = -1
         self.framebuffer: np.ndarray | None = None
         self._state: Any = None
-        self._grid = TileGrid(self.width, self.height)
-        self._tiles = TileTable(self._grid)  # PackedFrame.checksum, kept tile by tile
+        self._tiles = TileTable(TileGrid(self.width, self.height))  # PackedFrame.checksum
         self._table_checksum = 0
         self._crc: tuple[int, int] | None = None  # (version, Frame.checksum), made when asked
         self._executor = executor
@@ -499,7 +498,8 @@ class AppSession:
         if fb.shape != (self.height, self.width, 3):
             raise ValueError(f"app {self.app_name} rendered {fb.shape}")
         held = self.framebuffer
-        changed = np.arange(self._grid.count) if held is None else self._grid.changed(fb, held)
+        grid = self._tiles.grid
+        changed = np.arange(grid.count) if held is None else grid.changed(fb, held)
         if len(changed):
             self.framebuffer = fb
             self._tiles.update(fb, changed)
